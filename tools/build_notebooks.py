@@ -1,0 +1,107 @@
+"""Build the notebooks from their percent-format sources in src/.
+
+    python tools/build_notebooks.py            # write homework*.ipynb (outputs dropped)
+    python tools/build_notebooks.py --check    # exit 1 if a notebook's cells differ from its source
+
+Cell markers: `# %%` starts a code cell, `# %% [markdown]` a markdown cell (lines lose their leading
+"# "), `# %% tags=["a", "b"]` adds tags, and `# %% include: FILE` inserts the cells of src/FILE, tagged
+"shared-helpers", which is how both notebooks get identical helper cells.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {"homework1_supervised": "src/homework1_supervised.py",
+             "homework2_unsupervised": "src/homework2_unsupervised.py"}
+MARKER = re.compile(r"^# %%(?P<rest>.*)$")
+
+
+def parse_cells(path: Path, extra_tags: tuple = ()) -> list:
+    cells, kind, tags, lines = [], None, [], []
+
+    def flush():
+        if kind is None:
+            return
+        text = "\n".join(lines).strip("\n")
+        if kind == "markdown":
+            text = "\n".join(re.sub(r"^# ?", "", ln) for ln in text.split("\n"))
+            cell = nbformat.v4.new_markdown_cell(text)
+        else:
+            cell = nbformat.v4.new_code_cell(text)
+        if tags or extra_tags:
+            cell.metadata["tags"] = list(extra_tags) + tags
+        cells.append(cell)
+
+    for line in path.read_text().split("\n"):
+        match = MARKER.match(line)
+        if not match:
+            lines.append(line)
+            continue
+        flush()
+        rest = match["rest"].strip()
+        lines, tags = [], []
+        if rest.startswith("include:"):
+            cells.extend(parse_cells(path.parent / rest.split(":", 1)[1].strip(), ("shared-helpers",)))
+            kind = None
+            continue
+        kind = "markdown" if rest.startswith("[markdown]") else "code"
+        tag_match = re.search(r"tags=(\[.*\])", rest)
+        tags = json.loads(tag_match.group(1)) if tag_match else []
+    flush()
+    return cells
+
+
+def build(name: str, source: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = parse_cells(ROOT / source)
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    return nb
+
+
+def same_cells(a: nbformat.NotebookNode, b: nbformat.NotebookNode) -> bool:
+    key = lambda nb: [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]  # noqa: E731
+    return key(a) == key(b)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    status = 0
+    for name, source in NOTEBOOKS.items():
+        if not (ROOT / source).exists():
+            continue
+        built, target = build(name, source), ROOT / f"{name}.ipynb"
+        if args.check:
+            if not target.exists() or not same_cells(built, nbformat.read(target, as_version=4)):
+                print(f"{target.name} differs from {source}: run python tools/build_notebooks.py")
+                status = 1
+            continue
+        if target.exists():
+            old = nbformat.read(target, as_version=4)
+            if same_cells(built, old):
+                print(f"{target.name}: up to date")
+                continue
+            # a prose-only edit keeps the run's outputs; any code change drops them all, so that no
+            # output can survive that the current code did not produce
+            code = lambda nb: [c.source for c in nb.cells if c.cell_type == "code"]  # noqa: E731
+            if code(built) == code(old):
+                outputs = iter([c for c in old.cells if c.cell_type == "code"])
+                for cell in built.cells:
+                    if cell.cell_type == "code":
+                        prev = next(outputs)
+                        cell.outputs, cell.execution_count = prev.outputs, prev.execution_count
+                built.metadata = old.metadata
+        nbformat.write(built, target)
+        print(f"{target.name}: built from {source}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
