@@ -1,0 +1,83 @@
+"""Execute Homework 1 in the smoke profile and check what it produced."""
+import math
+
+import pytest
+from conftest import notebook_outputs_text
+
+FIGURES = ["fashion_examples", "regression_baseline", "regression_optimizers", "regression_regularization",
+           "regression_selected", "regression_test", "mlp_optimizers", "mlp_regularization", "mlp_search",
+           "cnn_design", "confusion_mlp", "confusion_cnn", "weight_histograms", "activation_profiles",
+           "mlp_receptive_fields", "cnn_filters", "cnn_effective_receptive_fields", "cnn_feature_maps",
+           "activation_maximisation"]
+
+
+@pytest.fixture(scope="module")
+def hw1(smoke_run):
+    return smoke_run["hw1"]
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def test_no_errors_and_counts(hw1):
+    nb, _, _ = hw1
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+
+
+def test_metrics_schema(hw1):
+    _, m, _ = hw1
+    assert m["profile"] == "smoke" and isinstance(m["seed"], int)
+    assert m["wall_time_s"]["total"] > 0 and all(is_number(v) and v >= 0 for v in m["wall_time_s"].values())
+    for section in ("data", "1.1 regression baseline", "3.1 regression search", "3.2 classification search",
+                    "4 final CNN training", "5 final evaluation", "6 visualisation"):
+        assert section in m["wall_time_s"], section
+    reg = m["regression"]
+    assert isinstance(reg["surrogate"], bool) and reg["n_train"] == 100
+    for key in ("cv_mse", "ensemble_cv_mse", "baseline_cv_mse"):
+        assert is_number(reg[key]["mean"]) and reg[key]["mean"] > 0 and reg[key]["std"] >= 0
+    assert is_number(reg["test_mse"]) and 0 < reg["test_mse"] < 100
+    assert reg["n_configs_searched"] >= 24 + 2 and isinstance(reg["best_config"], dict)
+    assert len(reg["optimizers"]) == 6 and len(reg["regularizers"]) == 5
+    for name in ("mlp", "cnn"):
+        assert 0.3 < m[name]["test_acc"] <= 1.0, f"{name} is no better than chance"
+        assert m[name]["params"] > 1000 and m[name]["samples_per_s"] > 0 and m[name]["train_wall_s"] > 0
+        assert len(m[name]["per_class_acc"]) == 10
+    assert 0 < m["mlp"]["cv_acc"]["mean"] <= 1 and m["mlp"]["cv_acc"]["std"] >= 0
+    assert len(m["mlp"]["optimizers"]) == 6 and len(m["mlp"]["regularizers"]) == 13
+    assert isinstance(m["cnn"]["flip_tta"], bool) and 0 < m["cnn"]["val_acc"] <= 1
+    assert m["environment"]["torch"] and m["environment"]["cpu_threads"] >= 1
+
+
+def test_checks_ran_and_passed(hw1):
+    _, m, _ = hw1
+    checks = m["checks"]
+    assert checks["folds_disjoint"] is True
+    assert checks["test_reads_before_final"] == 0
+    assert checks["mlp_one_batch_overfit_acc"] == 1.0 and checks["cnn_one_batch_overfit_acc"] == 1.0
+    assert checks["ensemble_equals_sequential_max_diff"] < 1e-5
+
+
+def test_visual_metrics(hw1):
+    _, m, _ = hw1
+    v = m["visual"]
+    assert len(v["receptive_fields"]) == 5
+    assert all(r["effective_rf_95"] <= r["theoretical_rf"] + 4 for r in v["receptive_fields"])
+    assert all(0 <= r["dead_fraction"] <= 1 and 0 <= r["saturated_fraction"] <= 1 for r in v["activations"])
+    assert len(v["actmax_confidence"]) == 10
+
+
+def test_figures_exist(hw1):
+    _, _, figures = hw1
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            path = figures / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 1000, path
+
+
+def test_bad_csv_messages_printed(hw1):
+    text = notebook_outputs_text(hw1[0])
+    for fragment in ("expected columns 'input,label'", "non-numeric or missing value", "no data rows"):
+        assert fragment in text

@@ -1,0 +1,26 @@
+"""The notebooks match their sources, and the shared helper cells are identical in both notebooks."""
+import subprocess
+import sys
+
+import nbformat
+from conftest import NOTEBOOKS, ROOT
+
+
+def test_notebooks_built_from_sources():
+    proc = subprocess.run([sys.executable, "tools/build_notebooks.py", "--check"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def shared_cells(path):
+    nb = nbformat.read(path, as_version=4)
+    return [(c.cell_type, c.source) for c in nb.cells if "shared-helpers" in c.metadata.get("tags", [])]
+
+
+def test_shared_helpers_identical():
+    present = [ROOT / n for n in NOTEBOOKS.values() if (ROOT / n).exists()]
+    assert present, "no notebook found"
+    reference = shared_cells(present[0])
+    assert len(reference) >= 10, "the shared helper cells are missing"
+    for path in present[1:]:
+        assert shared_cells(path) == reference, f"{path.name}: shared helper cells differ"

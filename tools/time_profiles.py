@@ -1,0 +1,53 @@
+"""Measure the wall time of each notebook under the smaller profiles and record it for the README.
+
+    python tools/time_profiles.py                      # smoke and quick for every notebook
+    python tools/time_profiles.py --profiles quick
+
+Outputs go to build/ so the committed full-run figures and metrics are untouched; the times are written
+to report/profile_times.json, which tools/update_readme.py reads. The full profile's time is the one in
+report/hwN_metrics.json.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMES = ROOT / "report" / "profile_times.json"
+NOTEBOOKS = {"hw1": "homework1_supervised.ipynb", "hw2": "homework2_unsupervised.ipynb"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", nargs="+", default=["smoke", "quick"], choices=["smoke", "quick", "full"])
+    args = parser.parse_args()
+    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    for key, name in NOTEBOOKS.items():
+        if not (ROOT / name).exists():
+            continue
+        for profile in args.profiles:
+            out = ROOT / "build" / f"{key}_{profile}"
+            env = dict(os.environ, HW_FIGURE_DIR=str(out / "figures"), HW_METRICS_PATH=str(out / "metrics.json"))
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "tools/run_notebook.py", name, "--profile", profile,
+                                   "--out", str(out / name)], cwd=ROOT, env=env)
+            if proc.returncode != 0:
+                print(f"{name} failed in profile {profile}")
+                return 1
+            metrics = json.loads((out / "metrics.json").read_text())
+            times.setdefault(key, {})[profile] = {
+                "wall_s": round(time.perf_counter() - start, 1),  # kernel start included
+                "notebook_s": metrics["wall_time_s"]["total"],
+                "cpu_threads": metrics["environment"]["cpu_threads"], "device": metrics["environment"]["device"],
+                "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}
+            print(f"{name} {profile}: {times[key][profile]['wall_s']:.0f}s")
+    TIMES.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

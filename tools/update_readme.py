@@ -1,0 +1,75 @@
+"""Fill the README's results table from the metrics JSON the notebooks wrote.
+
+    python tools/update_readme.py           # rewrite the block between the results markers
+    python tools/update_readme.py --check   # exit 1 if the README disagrees with the metrics
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def hw1_rows(m: dict) -> list[str]:
+    reg, mlp, cnn = m["regression"], m["mlp"], m["cnn"]
+    return [
+        f"| HW1 regression (MLP ensemble of {reg['ensemble_size']}) | CV MSE {reg['ensemble_cv_mse']['mean']:.4f} "
+        f"± {reg['ensemble_cv_mse']['std']:.4f} | test MSE {reg['test_mse']:.4f} | — |",
+        f"| HW1 FashionMNIST MLP {tuple(mlp['best_config']['hidden'])} | CV acc {pct(mlp['cv_acc']['mean'])} "
+        f"± {pct(mlp['cv_acc']['std'])} | test acc **{pct(mlp['test_acc'])}** | {mlp['samples_per_s']:,.0f} |",
+        f"| HW1 FashionMNIST CNN {tuple(cnn['config']['channels'])} | val acc {pct(cnn['val_acc'])} "
+        f"| test acc **{pct(cnn['test_acc'])}** | {cnn['samples_per_s']:,.0f} |",
+    ]
+
+
+def render() -> str:
+    lines = [START, "| model | selection score (validation) | test | training samples/s |", "|---|---|---|---|"]
+    times = []
+    for key, rows in (("hw1", hw1_rows),):
+        path = ROOT / "report" / f"{key}_metrics.json"
+        if not path.exists():
+            continue
+        m = json.loads(path.read_text())
+        lines += rows(m)
+        times.append(f"{key.upper()} `{m['profile']}` run: {m['wall_time_s']['total'] / 60:.1f} min on "
+                     f"{m['environment']['cpu_threads']} CPU threads ({m['environment']['device']}, "
+                     f"torch {m['environment']['torch']})")
+    lines += ["", *[f"- {t}" for t in times]]
+    profile_times = ROOT / "report" / "profile_times.json"
+    if profile_times.exists():
+        for key, runs in sorted(json.loads(profile_times.read_text()).items()):
+            measured = ", ".join(f"`{p}` {r['wall_s'] / 60:.1f} min" for p, r in sorted(runs.items()))
+            lines.append(f"- {key.upper()} smaller profiles, whole notebook with kernel start: {measured}")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"{README}: the markers {START} / {END} are missing")
+        return 1
+    head, rest = text.split(START, 1)
+    updated = head + render() + rest.split(END, 1)[1]
+    if args.check:
+        if updated != text:
+            print("README results table is stale: run python tools/update_readme.py")
+            return 1
+        return 0
+    README.write_text(updated)
+    print("README results table updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
