@@ -716,7 +716,8 @@ METRICS["regression"].update({
     "random_best_cv_mse": min(r["cv_mse"] for r in reg_search_rows if r["search"] == "random"),
     "cv_mse": {"mean": reg_search_rows[0]["cv_mse"], "std": reg_search_rows[0]["cv_std"]},
     "ensemble_size": P["reg_ensemble"], "ensemble_cv_mse": {"mean": reg_ensemble_cv.mean(), "std": reg_ensemble_cv.std()},
-    "n_configs_searched": len(reg_search_rows)})
+    "n_configs_searched": len(reg_search_rows),
+    "search": [{k: v for k, v in r.items() if k != "config"} for r in reg_search_rows]})
 
 # %% [markdown]
 # ### 3.2 Classification: grid and random search with stratified k-fold CV
@@ -823,6 +824,7 @@ METRICS["mlp"].update({
     "grid_best_cv_acc": max(r["cv_acc"] for r in mlp_search_rows if r["search"] == "grid"),
     "random_best_cv_acc": max(r["cv_acc"] for r in mlp_search_rows if r["search"] == "random"),
     "n_configs_searched": len(mlp_search_rows), "params": count_parameters(final_mlp),
+    "search": [{k: v for k, v in r.items() if k != "configs"} for r in mlp_search_rows],
     "samples_per_s": final_mlp_history["samples_per_s"], "train_wall_s": final_mlp_history["wall_s"],
     "n_train_final": len(final_idx)})
 
@@ -946,7 +948,14 @@ with section("5 final evaluation"):
 mlp_test_acc = accuracy(mlp_test_logits, y_test)
 cnn_test_acc = accuracy(cnn_test_probs, y_test)
 reg_test_mse = float(np.mean((reg_test_pred - y_reg_test) ** 2))
+in_gap = np.array([any(lo < x < hi for lo, hi in REGRESSION_GAPS) for x in x_reg_test]) & REGRESSION_IS_SURROGATE
 print(f"regression: test MSE {reg_test_mse:.4f} (CV MSE {reg_ensemble_cv.mean():.4f} ± {reg_ensemble_cv.std():.4f})")
+if in_gap.any():
+    gap_mse = {"in_gaps": float(np.mean((reg_test_pred - y_reg_test)[in_gap] ** 2)),
+               "outside_gaps": float(np.mean((reg_test_pred - y_reg_test)[~in_gap] ** 2)), "n_in_gaps": int(in_gap.sum())}
+    print(f"            test MSE inside the gaps {gap_mse['in_gaps']:.4f} ({gap_mse['n_in_gaps']} points), "
+          f"outside {gap_mse['outside_gaps']:.4f}")
+    METRICS["regression"]["test_mse_by_region"] = gap_mse
 print(f"MLP:        test accuracy {100 * mlp_test_acc:.2f}% (CV {100 * mlp_search_rows[0]['cv_acc']:.2f}% "
       f"± {100 * mlp_search_rows[0]['cv_std']:.2f}%)")
 print(f"CNN:        test accuracy {100 * cnn_test_acc:.2f}% (validation {100 * cnn_best['final_val_acc']:.2f}%)")
@@ -1027,13 +1036,15 @@ METRICS["visual"] = {"weight_std": weight_std}
 
 # %%
 def record_activations(model, X, kinds=(nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU)) -> list[torch.Tensor]:
-    outputs = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: outputs.append(out.detach().cpu()))
-             for m in model.modules() if isinstance(m, kinds)]
+    """Outputs of every activation module on X, one tensor per module (batches concatenated)."""
+    outputs: dict[int, list] = {}
+    modules = [m for m in model.modules() if isinstance(m, kinds)]
+    hooks = [m.register_forward_hook(lambda mod, inp, out, k=k: outputs.setdefault(k, []).append(out.detach().cpu()))
+             for k, m in enumerate(modules)]
     predict(model, X)
     for h in hooks:
         h.remove()
-    return outputs
+    return [torch.cat(outputs[k]) for k in range(len(modules))]
 
 
 def activation_stats(acts, kind) -> dict:
@@ -1142,6 +1153,7 @@ savefig(fig, "cnn_feature_maps")
 # %%
 def maximize_activation(model, objective, steps, lr=0.05, l2=0.02, seed=SEED) -> torch.Tensor:
     torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     model.eval()
     lo, hi = (0 - PIXEL_MEAN) / PIXEL_STD, (1 - PIXEL_MEAN) / PIXEL_STD
     x = torch.full((1, 1, 28, 28), (0.5 - PIXEL_MEAN) / PIXEL_STD, device=device) + 0.01 * torch.randn(1, 1, 28, 28, device=device)
@@ -1149,7 +1161,7 @@ def maximize_activation(model, objective, steps, lr=0.05, l2=0.02, seed=SEED) ->
     optimizer = torch.optim.Adam([x], lr=lr)
     blur = torch.tensor([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]], device=device).div(16).view(1, 1, 3, 3)
     for step in range(steps):
-        dx, dy = np.random.randint(-1, 2, size=2)
+        dx, dy = rng.integers(-1, 2, size=2)
         loss = -objective(model(torch.roll(x, (int(dx), int(dy)), dims=(2, 3)))) + l2 * (x ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
