@@ -5,9 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from pypdf import PdfReader
-
 from conftest import ROOT
+from pypdf import PdfReader
 
 REPORTS = {"hw1": "homework1_report"}
 

@@ -24,3 +24,9 @@ def test_shared_helpers_identical():
     assert len(reference) >= 10, "the shared helper cells are missing"
     for path in present[1:]:
         assert shared_cells(path) == reference, f"{path.name}: shared helper cells differ"
+
+
+def test_readme_results_match_metrics():
+    proc = subprocess.run([sys.executable, "tools/update_readme.py", "--check"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
