@@ -3,7 +3,6 @@
 #   make test   run the test suite (smoke-profile execution + static checks)
 PYTHON ?= .venv/bin/python
 PROFILE ?= full
-NOTEBOOKS := $(wildcard homework1_supervised.ipynb homework2_unsupervised.ipynb)
 
 .PHONY: all notebooks readme reports test lint build
 
@@ -17,7 +16,7 @@ build: .venv/installed
 	$(PYTHON) tools/build_notebooks.py
 
 notebooks: build
-	for nb in $(NOTEBOOKS); do $(PYTHON) tools/run_notebook.py $$nb --profile $(PROFILE) || exit 1; done
+	for nb in homework*.ipynb; do $(PYTHON) tools/run_notebook.py $$nb --profile $(PROFILE) || exit 1; done
 
 readme: .venv/installed
 	$(PYTHON) tools/update_readme.py

@@ -36,11 +36,14 @@ def build(key: str, metrics: Path, figures: Path, out: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("reports", nargs="*", choices=[*REPORTS, []], default=list(REPORTS))
+    parser.add_argument("reports", nargs="*", help=f"which reports: {', '.join(REPORTS)} (default: all)")
     parser.add_argument("--metrics", type=Path, help="metrics JSON (default report/<hw>_metrics.json)")
     parser.add_argument("--figures", type=Path, help="figure folder (default report/figures/<hw>)")
     parser.add_argument("--out", type=Path, help="output PDF (default report/<name>.pdf)")
     args = parser.parse_args()
+    unknown = sorted(set(args.reports) - set(REPORTS))
+    if unknown:
+        parser.error(f"unknown report {', '.join(unknown)}; choose from {', '.join(REPORTS)}")
     for key in args.reports or list(REPORTS):
         metrics = args.metrics or ROOT / "report" / f"{key}_metrics.json"
         source = ROOT / "report" / f"{REPORTS[key]}.typ"

@@ -3,7 +3,6 @@
 Outputs (figures, metrics) go to a temporary folder so the committed full-run artefacts stay untouched.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,15 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {"hw1": "homework1_supervised.ipynb", "hw2": "homework2_unsupervised.ipynb"}
+sys.path.insert(0, str(ROOT / "tools"))
+from build_notebooks import NOTEBOOKS  # noqa: E402  (key -> notebook name, without .ipynb)
+
+
+def assert_clean_run(nb) -> None:
+    """Executed top to bottom in one kernel (counts 1..N) and without an error output."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "not a clean top-to-bottom run"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], "a cell raised an error"
 
 
 def notebook_outputs_text(nb) -> str:
@@ -32,16 +39,14 @@ def smoke_run(tmp_path_factory):
     """Execute each existing notebook in the smoke profile; return {key: (notebook, metrics, figure_dir)}."""
     results = {}
     for key, name in NOTEBOOKS.items():
-        if not (ROOT / name).exists():
+        if not (ROOT / f"{name}.ipynb").exists():
             continue
         out_dir = tmp_path_factory.mktemp(f"smoke_{key}")
-        env = dict(os.environ, HW_PROFILE="smoke", HW_FIGURE_DIR=str(out_dir / "figures"),
-                   HW_METRICS_PATH=str(out_dir / "metrics.json"), PYTHONHASHSEED="0", MPLBACKEND="Agg")
-        proc = subprocess.run([sys.executable, "tools/run_notebook.py", name, "--profile", "smoke",
-                               "--out", str(out_dir / name), "--timeout", "900"],
-                              cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "tools/run_notebook.py", f"{name}.ipynb", "--profile", "smoke",
+                               "--outputs", str(out_dir), "--timeout", "900"],
+                              cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, f"{name} failed in the smoke profile:\n{proc.stderr[-6000:]}"
-        nb = nbformat.read(out_dir / name, as_version=4)
+        nb = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
         metrics = json.loads((out_dir / "metrics.json").read_text())
         results[key] = (nb, metrics, out_dir / "figures")
     return results

@@ -2,7 +2,7 @@
 import math
 
 import pytest
-from conftest import notebook_outputs_text
+from conftest import assert_clean_run, notebook_outputs_text
 
 FIGURES = ["fashion_examples", "regression_baseline", "regression_optimizers", "regression_regularization",
            "regression_selected", "regression_test", "mlp_optimizers", "mlp_regularization", "mlp_search",
@@ -21,10 +21,7 @@ def is_number(v):
 
 
 def test_no_errors_and_counts(hw1):
-    nb, _, _ = hw1
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
-    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert_clean_run(hw1[0])
 
 
 def test_metrics_schema(hw1):

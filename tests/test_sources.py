@@ -18,7 +18,7 @@ def shared_cells(path):
 
 
 def test_shared_helpers_identical():
-    present = [ROOT / n for n in NOTEBOOKS.values() if (ROOT / n).exists()]
+    present = [ROOT / f"{n}.ipynb" for n in NOTEBOOKS.values() if (ROOT / f"{n}.ipynb").exists()]
     assert present, "no notebook found"
     reference = shared_cells(present[0])
     assert len(reference) >= 10, "the shared helper cells are missing"

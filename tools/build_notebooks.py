@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {"homework1_supervised": "src/homework1_supervised.py",
-             "homework2_unsupervised": "src/homework2_unsupervised.py"}
+# the project's notebooks: key -> name; the notebook is NAME.ipynb, its source src/NAME.py
+NOTEBOOKS = {"hw1": "homework1_supervised", "hw2": "homework2_unsupervised"}
 MARKER = re.compile(r"^# %%(?P<rest>.*)$")
 
 
@@ -74,7 +74,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     status = 0
-    for name, source in NOTEBOOKS.items():
+    for name in NOTEBOOKS.values():
+        source = f"src/{name}.py"
         if not (ROOT / source).exists():
             continue
         built, target = build(name, source), ROOT / f"{name}.ipynb"

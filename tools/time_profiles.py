@@ -9,16 +9,16 @@ report/hwN_metrics.json.
 """
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from build_notebooks import NOTEBOOKS
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = ROOT / "report" / "profile_times.json"
-NOTEBOOKS = {"hw1": "homework1_supervised.ipynb", "hw2": "homework2_unsupervised.ipynb"}
 
 
 def main() -> int:
@@ -27,14 +27,13 @@ def main() -> int:
     args = parser.parse_args()
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     for key, name in NOTEBOOKS.items():
-        if not (ROOT / name).exists():
+        if not (ROOT / f"{name}.ipynb").exists():
             continue
         for profile in args.profiles:
             out = ROOT / "build" / f"{key}_{profile}"
-            env = dict(os.environ, HW_FIGURE_DIR=str(out / "figures"), HW_METRICS_PATH=str(out / "metrics.json"))
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "tools/run_notebook.py", name, "--profile", profile,
-                                   "--out", str(out / name)], cwd=ROOT, env=env)
+            proc = subprocess.run([sys.executable, "tools/run_notebook.py", f"{name}.ipynb", "--profile", profile,
+                                   "--outputs", str(out)], cwd=ROOT)
             if proc.returncode != 0:
                 print(f"{name} failed in profile {profile}")
                 return 1
