@@ -4,20 +4,20 @@ import re
 
 import nbformat
 import pytest
-from conftest import ROOT, assert_clean_run, notebook_outputs_text
+from conftest import NOTEBOOKS, ROOT, assert_clean_run, notebook_outputs_text
 
-HW1 = ROOT / "homework1_supervised.ipynb"
-HW1_METRICS = ROOT / "report" / "hw1_metrics.json"
-TARGETS = {"mlp": 0.900, "cnn": 0.935}
+FIGURE_COUNTS = {"hw1": 19, "hw2": 24}
 
 
-@pytest.fixture(scope="module")
-def hw1():
-    return nbformat.read(HW1, as_version=4), json.loads(HW1_METRICS.read_text())
+@pytest.fixture(scope="module", params=sorted(NOTEBOOKS))
+def committed(request):
+    key = request.param
+    nb = nbformat.read(ROOT / f"{NOTEBOOKS[key]}.ipynb", as_version=4)
+    return key, nb, json.loads((ROOT / "report" / f"{key}_metrics.json").read_text())
 
 
-def test_clean_full_run(hw1):
-    nb, metrics = hw1
+def test_clean_full_run(committed):
+    _, nb, metrics = committed
     assert_clean_run(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "widgets" not in nb.metadata
@@ -27,30 +27,52 @@ def test_clean_full_run(hw1):
     assert "profile full:" in notebook_outputs_text(nb)
 
 
-def test_metrics_come_from_this_run(hw1):
-    nb, m = hw1
+def printed_lines(key, m):
+    """Lines the run printed that carry numbers of its metrics file."""
+    if key == "hw1":
+        return [f"MLP:        test accuracy {100 * m['mlp']['test_acc']:.2f}%",
+                f"CNN:        test accuracy {100 * m['cnn']['test_acc']:.2f}%",
+                f"regression: test MSE {m['regression']['test_mse']:.4f}",
+                f"[time] 6 visualisation: {m['wall_time_s']['6 visualisation']:.1f}s"]
+    return [f"test MSE {m['final_ae']['test_mse']:.5f}",
+            f"fine-tune  test accuracy {100 * m['finetune']['test_acc']['fine-tune']:.2f}%",
+            f"test -ELBO {m['vae']['test']['neg_elbo']:.2f} nats per image",
+            f"[time] 8 final evaluation: {m['wall_time_s']['8 final evaluation']:.1f}s"]
+
+
+def test_metrics_come_from_this_run(committed):
+    key, nb, m = committed
     text = notebook_outputs_text(nb)
-    assert f"MLP:        test accuracy {100 * m['mlp']['test_acc']:.2f}%" in text
-    assert f"CNN:        test accuracy {100 * m['cnn']['test_acc']:.2f}%" in text
-    assert f"regression: test MSE {m['regression']['test_mse']:.4f}" in text
-    assert f"[time] 6 visualisation: {m['wall_time_s']['6 visualisation']:.1f}s" in text
+    for line in printed_lines(key, m):
+        assert line in text, line
 
 
-def test_observations_quote_printed_numbers(hw1):
+def test_observations_quote_printed_numbers(committed):
     """Every decimal number in an observation cell must appear in the outputs of the run."""
-    nb, _ = hw1
+    _, nb, _ = committed
     text = notebook_outputs_text(nb)
     observations = [c.source for c in nb.cells if "observation" in c.metadata.get("tags", [])]
+    assert observations, "no observation cells"
     missing = [n for src in observations for n in re.findall(r"\d+\.\d+", src) if n not in text]
     assert not missing, f"numbers quoted in observations but not printed: {missing}"
+    assert not [src for src in observations if "Written after the full run" in src], "an observation is missing"
 
 
-def test_figures_committed():
-    figures = ROOT / "report" / "figures" / "hw1"
-    assert len(list(figures.glob("*.png"))) >= 19 and len(list(figures.glob("*.pdf"))) >= 19
+def test_figures_committed(committed):
+    key = committed[0]
+    figures = ROOT / "report" / "figures" / key
+    assert len(list(figures.glob("*.png"))) >= FIGURE_COUNTS[key]
+    assert len(list(figures.glob("*.pdf"))) >= FIGURE_COUNTS[key]
 
 
-@pytest.mark.parametrize("model", sorted(TARGETS))
-def test_accuracy_targets(hw1, model):
-    _, m = hw1
-    assert m[model]["test_acc"] >= TARGETS[model], f"{model} test accuracy {m[model]['test_acc']:.4f} < target"
+def test_targets(committed):
+    key, _, m = committed
+    if key == "hw1":
+        assert m["mlp"]["test_acc"] >= 0.900, f"MLP test accuracy {m['mlp']['test_acc']:.4f} < 0.900"
+        assert m["cnn"]["test_acc"] >= 0.935, f"CNN test accuracy {m['cnn']['test_acc']:.4f} < 0.935"
+    else:
+        assert m["final_ae"]["config"]["latent"] <= 32
+        assert m["final_ae"]["test_mse"] <= 0.008, f"AE test MSE {m['final_ae']['test_mse']:.5f} > 0.008"
+        acc = m["finetune"]["test_acc"]["fine-tune"]
+        assert acc >= 0.92, f"fine-tuned test accuracy {acc:.4f} < 0.92"
+        assert m["wall_time_s"]["total"] <= 45 * 60

@@ -2,6 +2,7 @@
 
     python tools/time_profiles.py                      # smoke and quick for every notebook
     python tools/time_profiles.py --profiles quick
+    python tools/time_profiles.py --notebooks hw2      # only some notebooks; the others keep their times
 
 Outputs go to build/ so the committed full-run figures and metrics are untouched; the times are written
 to report/profile_times.json, which tools/update_readme.py reads. The full profile's time is the one in
@@ -24,10 +25,11 @@ TIMES = ROOT / "report" / "profile_times.json"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", nargs="+", default=["smoke", "quick"], choices=["smoke", "quick", "full"])
+    parser.add_argument("--notebooks", nargs="+", default=list(NOTEBOOKS), choices=list(NOTEBOOKS))
     args = parser.parse_args()
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     for key, name in NOTEBOOKS.items():
-        if not (ROOT / f"{name}.ipynb").exists():
+        if key not in args.notebooks or not (ROOT / f"{name}.ipynb").exists():
             continue
         for profile in args.profiles:
             out = ROOT / "build" / f"{key}_{profile}"

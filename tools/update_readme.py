@@ -29,10 +29,23 @@ def hw1_rows(m: dict) -> list[str]:
     ]
 
 
+def hw2_rows(m: dict) -> list[str]:
+    ae, ft, vae = m["final_ae"], m["finetune"], m["vae"]
+    tuned = next(r for r in ft["all_labels"] if r["mode"] == "fine-tune")
+    return [
+        f"| HW2 conv. autoencoder, latent {ae['config']['latent']} | val MSE {ae['val_mse']:.5f} "
+        f"| test MSE **{ae['test_mse']:.5f}** | {ae['samples_per_s']:,.0f} |",
+        f"| HW2 fine-tuned encoder classifier | {ft['cv']['folds']}-fold CV acc {pct(ft['cv']['mean'])} "
+        f"± {pct(ft['cv']['std'])} | test acc **{pct(ft['test_acc']['fine-tune'])}** | {tuned['samples_per_s']:,.0f} |",
+        f"| HW2 VAE, latent {vae['config']['latent']} (−ELBO, nats per image) | val {vae['val']['neg_elbo']:.2f} "
+        f"| test **{vae['test']['neg_elbo']:.2f}** | {vae['samples_per_s']:,.0f} |",
+    ]
+
+
 def render() -> str:
     lines = [START, "| model | selection score (validation) | test | training samples/s |", "|---|---|---|---|"]
     times = []
-    for key, rows in (("hw1", hw1_rows),):
+    for key, rows in (("hw1", hw1_rows), ("hw2", hw2_rows)):
         path = ROOT / "report" / f"{key}_metrics.json"
         if not path.exists():
             continue
