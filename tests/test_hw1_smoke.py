@@ -8,7 +8,10 @@ FIGURES = ["fashion_examples", "regression_baseline", "regression_optimizers", "
            "regression_selected", "regression_test", "mlp_optimizers", "mlp_regularization", "mlp_search",
            "cnn_design", "confusion_mlp", "confusion_cnn", "weight_histograms", "activation_profiles",
            "mlp_receptive_fields", "cnn_filters", "cnn_effective_receptive_fields", "cnn_feature_maps",
-           "activation_maximisation"]
+           "activation_maximisation",
+           # appendices
+           "numpy_ablations", "activation_functions", "vanishing_gradients_init", "vanishing_gradients_training",
+           "wine_evaluation", "fashion_confused_pairs", "reliability", "evolutionary_search"]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +56,10 @@ def test_checks_ran_and_passed(hw1):
     checks = m["checks"]
     assert checks["folds_disjoint"] is True
     assert checks["test_reads_before_final"] == 0
+    # the test set is read for the final models of section 5 and the two search winners of appendix E only
+    reads = checks["test_reads"]
+    assert reads[0].startswith("final evaluation") and [r for r in reads if r.startswith("appendix E")]
+    assert all(r.startswith(("final evaluation", "appendix E", "appendix B")) for r in reads), reads
     assert checks["mlp_one_batch_overfit_acc"] == 1.0 and checks["cnn_one_batch_overfit_acc"] == 1.0
     assert checks["ensemble_equals_sequential_max_diff"] < 1e-5
 
@@ -78,3 +85,60 @@ def test_bad_csv_messages_printed(hw1):
     text = notebook_outputs_text(hw1[0])
     for fragment in ("expected columns 'input,label'", "non-numeric or missing value", "no data rows"):
         assert fragment in text
+
+
+def test_appendix_a_autodiff(hw1):
+    a = hw1[1]["appendix"]["A"]
+    assert a["autodiff_max_rel_err"] < 1e-6 and a["manual_vs_autograd_max_abs_err"] < 1e-12
+    assert a["loss_after"] < a["loss_before"]
+    assert abs(a["dL_dw1_11"] - (-0.009124)) < 1e-6  # the worked example is fixed: its numbers cannot drift
+
+
+def test_appendix_b_numpy_network(hw1):
+    b = hw1[1]["appendix"]["B"]
+    assert b["gradcheck_max_rel_err"] < 1e-6
+    assert b["dataset"] in ("CIFAR-10", "FashionMNIST") and b["provenance"]
+    assert 0.2 < b["test_acc"] <= 1 and 0 < b["val_acc"] <= 1 and b["samples_per_s"] > 0
+    assert {r["run"] for r in b["ablations"]} == {"Adam + L2 + decay (recipe)", "SGD instead of Adam", "no L2",
+                                                   "no learning-rate decay"}
+    assert set(b["tuned_lr"]) == {"adam", "sgd"} and len(b["lr_rows"]) == 6
+
+
+def test_appendix_c_vanishing_gradients(hw1):
+    c = hw1[1]["appendix"]["C"]
+    assert len(c["init_grad_ratio"]) == 3 * 7 and len(c["training"]) == 8
+    ratio = {(r["init"], r["activation"]): r["first/last"] for r in c["init_grad_ratio"]}
+    # a deep sigmoid network at default init must show vanishing gradients; Kaiming ReLU must not
+    assert ratio[("default", "sigmoid")] < 1e-3 < ratio[("kaiming", "relu")]
+    sigmoid = next(r for r in c["activation_derivatives"] if r["activation"] == "sigmoid")
+    assert abs(sigmoid["max f'"] - 0.25) < 1e-6
+
+
+def test_appendix_d_evaluation(hw1):
+    d = hw1[1]["appendix"]["D"]
+    wine = d["wine"]
+    lo, hi = wine["test_acc_ci95"]
+    assert 0 <= lo <= wine["test_acc"] <= hi <= 1 and wine["majority_baseline"] < wine["test_acc"]
+    assert len(wine["auc"]) == 3 and all(0 <= v <= 1 for v in wine["auc"].values())
+    assert len(wine["scaling"]) == 3 and wine["cv"]["n"] >= 5
+    fashion = d["fashion"]
+    assert 0 <= fashion["mcnemar"]["p_exact"] <= 1
+    assert all(0 <= v <= 1 for v in fashion["ece"].values()) and len(fashion["per_class"]["cnn"]) == 10
+
+
+def test_appendix_e_search(hw1):
+    e = hw1[1]["appendix"]["E"]
+    for name in ("genetic", "random"):
+        curve = e["best_so_far"][name]
+        assert len(curve) == e["trials_per_search"] and curve == sorted(curve)
+        assert 0 <= e["winners"][name]["test_acc"] <= 1 and e["winners"][name]["val_acc"] == curve[-1]
+
+
+def test_appendix_f_speed(hw1):
+    f = hw1[1]["appendix"]["F"]
+    models = {"mlp (section 1.2)", "mlp (final)", "cnn (final)"}
+    assert len(f["rows"]) == 3 + 3 + 4 and all(r["samples_per_s"] > 0 for r in f["rows"])
+    assert set(f["in_memory_speedup"]) == models == set(f["fastest"])
+    pipe = f["pipeline_samples_per_s"]
+    assert pipe["in-memory tensors"] > pipe["DataLoader + ToTensor"] > 0
+    assert f["matmul_gflops"] > 0 and 0 < f["cnn_fraction_of_matmul"] < 1
