@@ -1,9 +1,10 @@
 # %% [markdown] tags=["observation"]
 # # Homework 1 — Supervised deep learning
 #
-# **Headline results** (full profile, 2-core CPU, 2370.3 s in all): FashionMNIST MLP test accuracy **91.18%**
+# **Headline results** (full profile, 2-core CPU, 3000.9 s in all): FashionMNIST MLP test accuracy **91.18%**
 # and CNN **93.64%**; the regression ensemble's test MSE is 0.8864, of which the points outside the two data
-# gaps contribute 0.1645 and those inside 2.2878.
+# gaps contribute 0.1645 and those inside 2.2878. In the appendices, a network written in NumPy alone reaches
+# **54.00%** on the CIFAR-10 test set.
 #
 # This notebook solves the supervised homework end to end on a laptop CPU:
 #
@@ -13,14 +14,19 @@
 #    L2, L1, dropout, batch norm, early stopping, initialization, data augmentation), at equal budgets.
 # 3. **Hyper-parameter search** with grid and random search and k-fold cross-validation on both tasks.
 # 4. **A convolutional network** for FashionMNIST.
-# 5. **Final evaluation** of the selected models on the test sets, touched once, here and nowhere else.
+# 5. **Final evaluation** of the selected models on the test sets, touched once, here; the only other reader
+#    is appendix E, whose two search winners are scored once each (the seal logs both reads).
 # 6. **Inside the networks**: weight histograms during training, activation profiles, receptive fields,
 #    feature maps and activation maximisation.
 #
+# **Appendices** go beneath the graded items: (A) backpropagation by hand and a scalar reverse-mode autodiff,
+# (B) a network in NumPy only, trained on CIFAR-10, (C) activation functions and vanishing gradients,
+# (D) evaluating a classifier properly, (E) an evolutionary hyper-parameter search and (F) why the training
+# here is fast.
+#
 # Every number quoted in prose below is printed by the cell above it, and all headline numbers are
-# collected in `report/hw1_metrics.json` and the table of the Conclusion. The test sets are used only in
-# section 5; every choice before it is made on validation folds. Results on a GPU may differ in the last
-# digits from the CPU run stored here.
+# collected in `report/hw1_metrics.json` and the table of the Conclusion. Every choice is made on validation
+# folds. Results on a GPU may differ in the last digits from the CPU run stored here.
 
 # %% [markdown]
 # ## Setup
@@ -2555,7 +2561,23 @@ METRICS["appendix"]["F"] = {"rows": speed_rows, "in_memory_speedup": speedup, "p
                             "fastest": fastest, "to_tensor": TO_TENSOR_SOURCE}
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** The data pipelines alone differ by 116x: the DataLoader recipe spends 133.20 µs per image in
+# PIL conversion, `ToTensor`, normalisation and collation, and the index slice 1.15 µs. How much of that reaches
+# a training epoch depends on how long the step itself takes. The 512-256 MLP of section 1.2 trains 3.2x faster
+# in memory (1.836e+04 against 5664 samples/s). For the final 1024-1024 MLP the gain is 1.6x, and for the CNN
+# 1.1x, whose step at batch 128 takes about a millisecond per image anyway. So the 5x target holds for the data
+# pipeline but not for a whole epoch of these models on two cores. On a GPU, where the step is far cheaper, the
+# pipeline's share and thus the gain would be larger; that was not measured here.
+#
+# The other two settings are checked the same way. This CPU (AVX2, no native bfloat16 instructions) runs
+# bfloat16 autocast at 0.1424, 0.0661 and 0.09473 of the float32 speed, with the same accuracy (0.79 against
+# 0.7975 for the small MLP, 0.7755 against 0.7735 for the CNN). The `channels_last` layout is worth keeping:
+# without it the CNN drops to 839.8 images/s (0.8561 of the speed). Its training step runs at 72.8 GFLOP/s, or
+# 51.6% of a float32 matrix multiply (141.1 GFLOP/s), just past the 50% target for a network whose layers
+# have only 24 to 96 channels. So the settings used above (in-memory batches, float32, `channels_last`) are
+# the fastest that keep accuracy here, as the last line says. One caution for benchmarks of this kind: one
+# epoch on 6 000 images is noisy. The final MLP reached 0.8225 with the DataLoader's batch order and 0.7925 with
+# the in-memory one, a gap that comes from the order of the batches, not from the pipeline.
 
 # %% [markdown]
 # ## Conclusion
