@@ -34,7 +34,8 @@ def printed_lines(key, m):
                 f"CNN:        test accuracy {100 * m['cnn']['test_acc']:.2f}%",
                 f"regression: test MSE {m['regression']['test_mse']:.4f}",
                 f"[time] 6 visualisation: {m['wall_time_s']['6 visualisation']:.1f}s",
-                f"NumPy network on {m['appendix']['B']['dataset']}: test accuracy {100 * m['appendix']['B']['test_acc']:.2f}%",
+                f"NumPy network on {m['appendix']['B']['dataset']}: "
+                f"test accuracy {100 * m['appendix']['B']['test_acc']:.2f}%",
                 f"in-memory batching vs DataLoader, mlp (section 1.2): "
                 f"{m['appendix']['F']['in_memory_speedup']['mlp (section 1.2)']:.1f}x"]
     return [f"test MSE {m['final_ae']['test_mse']:.5f}",

@@ -27,8 +27,9 @@ def hw1_rows(m: dict) -> list[str]:
         f"| HW1 FashionMNIST CNN {tuple(cnn['config']['channels'])} | val acc {pct(cnn['val_acc'])} "
         f"| test acc **{pct(cnn['test_acc'])}** | {cnn['samples_per_s']:,.0f} |",
     ] + ([] if "appendix" not in m else [
-        f"| HW1 appendix B: NumPy-only MLP {tuple(b['config']['hidden'])} on {b['dataset']} | val acc {pct(b['val_acc'])} "
-        f"| test acc **{pct(b['test_acc'])}** | {b['samples_per_s']:,.0f} |" for b in [m["appendix"]["B"]]])
+        f"| HW1 appendix B: NumPy-only MLP {tuple(b['config']['hidden'])} on {b['dataset']} "
+        f"| val acc {pct(b['val_acc'])} | test acc **{pct(b['test_acc'])}** | {b['samples_per_s']:,.0f} |"
+        for b in [m["appendix"]["B"]]])
 
 
 def hw2_rows(m: dict) -> list[str]:
