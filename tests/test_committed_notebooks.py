@@ -83,6 +83,7 @@ def test_targets(committed):
         assert all(ratio > 1 for ratio in ap["F"]["in_memory_speedup"].values()), ap["F"]["in_memory_speedup"]
         appendix_s = sum(v for k, v in m["wall_time_s"].items() if k.split()[0] in ("B", "C", "D", "E", "F"))
         assert appendix_s <= 15 * 60, f"the appendices took {appendix_s:.0f} s"
+        assert m["wall_time_s"]["total"] - appendix_s <= 45 * 60, "sections 1-6 took more than 45 min"
     else:
         assert m["final_ae"]["config"]["latent"] <= 32
         assert m["final_ae"]["test_mse"] <= 0.008, f"AE test MSE {m['final_ae']['test_mse']:.5f} > 0.008"
