@@ -1,30 +1,26 @@
 # Two commands do everything (see README):
-#   make all    execute both notebooks in the full profile and build the reports
-#   make test   run the test suite (smoke-profile execution + static checks)
+#   make all    fetch the data, execute both notebooks in the full profile, update the README, build the reports
+#   make test   fetch the data if needed, then run the test suite (smoke-profile execution + static checks)
+# PROFILE=quick (or smoke) writes everything under build/<profile>/ and leaves the committed files alone.
 PYTHON ?= .venv/bin/python
 PROFILE ?= full
 
-.PHONY: all notebooks readme reports test lint build
+.PHONY: all data build test lint
 
-all: .venv/installed build notebooks readme reports
+all: .venv/installed
+	$(PYTHON) tools/run_all.py --profile $(PROFILE)
 
-.venv/installed: requirements.txt tools/install.sh
+.venv/installed: requirements.txt constraints.txt tools/install.sh
 	bash tools/install.sh
 	touch $@
+
+data: .venv/installed
+	$(PYTHON) tools/fetch_data.py
 
 build: .venv/installed
 	$(PYTHON) tools/build_notebooks.py
 
-notebooks: build
-	for nb in homework*.ipynb; do $(PYTHON) tools/run_notebook.py $$nb --profile $(PROFILE) || exit 1; done
-
-readme: .venv/installed
-	$(PYTHON) tools/update_readme.py
-
-reports: .venv/installed
-	@if [ -f report/build.py ]; then $(PYTHON) report/build.py; else echo "reports: report/build.py not written yet"; fi
-
-test: .venv/installed
+test: .venv/installed data
 	$(PYTHON) -m pytest -q tests
 
 lint: .venv/installed

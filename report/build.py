@@ -1,6 +1,7 @@
 """Build the PDF reports from the notebooks' metrics and figures with Typst (PyPI package `typst`, offline).
 
     python report/build.py                                   # every report whose metrics exist
+    python report/build.py --root build/quick                # a non-full run's folder: metrics, figures, PDFs
     python report/build.py --metrics build/m.json --figures build/fig --out /tmp/r.pdf hw1   # another run
 
 The metrics file's SHA-256 goes into the PDF's keywords and footer, so a test can tell which metrics a
@@ -37,7 +38,9 @@ def build(key: str, metrics: Path, figures: Path, out: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="*", help=f"which reports: {', '.join(REPORTS)} (default: all)")
-    parser.add_argument("--metrics", type=Path, help="metrics JSON (default report/<hw>_metrics.json)")
+    parser.add_argument("--root", type=Path, default=ROOT / "report",
+                        help="folder with <hw>_metrics.json and figures/<hw>/, where the PDFs go (default report/)")
+    parser.add_argument("--metrics", type=Path, help="metrics JSON (default ROOT/<hw>_metrics.json)")
     parser.add_argument("--figures", type=Path, help="figure folder (default report/figures/<hw>)")
     parser.add_argument("--out", type=Path, help="output PDF (default report/<name>.pdf)")
     args = parser.parse_args()
@@ -45,13 +48,13 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown report {', '.join(unknown)}; choose from {', '.join(REPORTS)}")
     for key in args.reports or list(REPORTS):
-        metrics = args.metrics or ROOT / "report" / f"{key}_metrics.json"
+        metrics = args.metrics or args.root / f"{key}_metrics.json"
         source = ROOT / "report" / f"{REPORTS[key]}.typ"
         if not metrics.exists() or not source.exists():
             print(f"{key}: skipped ({metrics.name if not metrics.exists() else source.name} not found)")
             continue
-        figures = args.figures or ROOT / "report" / "figures" / key
-        out = args.out or ROOT / "report" / f"{REPORTS[key]}.pdf"
+        figures = args.figures or args.root / "figures" / key
+        out = args.out or args.root / f"{REPORTS[key]}.pdf"
         page = build(key, metrics, figures, out)
         print(f"{out}: body ends on page {page} (limit 6), metrics {digest(metrics)[:16]}")
     return 0

@@ -23,34 +23,74 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def busy_cores(interval: float = 0.5) -> float:
+    """How many cores other processes keep busy right now (Linux /proc/stat; 0 where it cannot tell)."""
+    def times():
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+    try:
+        (total0, idle0), _, (total1, idle1) = times(), time.sleep(interval), times()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(total1 - total0, 1e-9))
+
+
 if NUM_THREADS > 0:
     torch.set_num_threads(NUM_THREADS)
+elif (free := max(1, round((os.cpu_count() or 1) - busy_cores()))) < torch.get_num_threads():
+    # threads that wait for a busy core make PyTorch many times slower; a run on fewer threads is only slower
+    print(f"the machine is busy ({free} of {os.cpu_count()} cores free): using {free} threads (HW_THREADS overrides)")
+    torch.set_num_threads(free)
 device = pick_device(DEVICE)
 print(f"device: {device} | torch {torch.__version__} | threads {torch.get_num_threads()}")
 
 # %% [markdown]
-# **FashionMNIST** is read from gzipped IDX files, looked for in this order: `DATA_DIR/FashionMNIST/raw/`
+# **FashionMNIST** is read from its four gzipped IDX files, looked for in this order: `DATA_DIR/FashionMNIST/raw/`
 # (torchvision's layout), the Debian package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`),
-# then a torchvision download into `DATA_DIR` (Colab). Every file is checked (magic number, shape, label
-# range, class balance) so that a truncated or wrong file stops with its name and the fix.
+# then downloaded from the dataset's mirrors into `DATA_DIR/FashionMNIST/raw/` (Colab, a fresh laptop). Each
+# file is checked by the SHA-256 of its *decompressed* bytes (the Debian package recompressed the files, so
+# their `.gz` digests differ from the published ones while the images are the same). A download goes to a
+# `.part.gz` file that is renamed only once it checks out, so an interrupted one leaves nothing that looks
+# complete; a file of ours that fails is fetched again, never parsed. `HW_FASHION_MIRRORS` (space-separated
+# URLs) replaces the mirror list, for example with a local server in the tests.
 
 # %%
+import hashlib
+import http.client
+import urllib.request
+
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FASHION_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
                  "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-DATA_FIX = ("Fix: delete the file and run again, install the Debian package "
-            "(sudo apt-get install dataset-fashion-mnist), or copy the four *-ubyte.gz files of "
+FASHION_SHA256 = {  # of the decompressed IDX bytes
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}
+FASHION_MIRRORS = tuple(os.environ.get("HW_FASHION_MIRRORS", " ".join((
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"))).split())
+DEBIAN_FASHION_DIR = Path(os.environ.get("HW_DEBIAN_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
+DATA_FIX = ("Fix: delete the file and run again (it is downloaded anew), run `make data` (or "
+            "`python tools/fetch_data.py`), or copy the four *-ubyte.gz files of "
             "https://github.com/zalandoresearch/fashion-mnist into {dir}.")
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse one (optionally gzipped) IDX file: magic 2049 = labels, 2051 = images."""
+def idx_bytes(path: Path) -> bytes:
+    """The decompressed bytes of an IDX file, `.gz` or not; a clear error naming the file otherwise."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise ValueError(f"{path}: cannot be read ({err}). " + DATA_FIX.format(dir=path.parent)) from None
+
+
+def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Parse one (optionally gzipped) IDX file: magic 2049 = labels, 2051 = images."""
+    raw = idx_bytes(path)
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise ValueError(f"{path}: wrong content (SHA-256 of the decompressed file differs from the "
+                         f"published data). " + DATA_FIX.format(dir=path.parent))
     magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
     if magic not in (2049, 2051):
         raise ValueError(f"{path}: not an IDX file (magic {magic}). " + DATA_FIX.format(dir=path.parent))
@@ -63,40 +103,75 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def find_idx_dir(data_dir: Path) -> Path | None:
+def idx_path(folder: Path, name: str) -> Path | None:
+    """The file `name` in folder, gzipped or not, or None."""
+    return next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
+
+
+def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRRORS, timeout: float = 60) -> Path:
+    """Fetch NAME.gz from the first mirror that serves it with the right content; write it atomically."""
+    from tqdm import tqdm  # the text bar: no widget state in a saved notebook
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target, part = folder / f"{name}.gz", folder / f"{name}.part.gz"  # never matches a name we read
+    failures = []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + f"/{name}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"{name}.gz", leave=False) as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            if total is not None and part.stat().st_size != total:
+                raise OSError(f"incomplete download: {part.stat().st_size} of {total} bytes")
+            if hashlib.sha256(idx_bytes(part)).hexdigest() != sha256:
+                raise ValueError("wrong content (SHA-256 of the decompressed file differs)")
+            os.replace(part, target)  # only a verified file ever carries the final name
+            print(f"downloaded {url} -> {target}")
+            return target
+        except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, timeouts, cut-off body
+            failures.append(f"{url}: {err}")
+        finally:
+            part.unlink(missing_ok=True)
+    raise FileNotFoundError(f"{target}: could not be downloaded from any mirror:\n  " + "\n  ".join(failures)
+                            + "\n" + DATA_FIX.format(dir=folder))
+
+
+def fetch_idx_files(folder: Path, checksums: dict[str, str], mirrors=FASHION_MIRRORS) -> dict[str, Path]:
+    """Make sure every file of checksums is in folder with the right content, downloading what is missing or
+    wrong; return name -> path."""
+    paths = {}
+    for name, sha256 in checksums.items():
+        path = idx_path(folder, name)
+        if path is not None:
+            try:
+                read_idx(path, sha256)
+            except ValueError as err:
+                print(f"{err.args[0].split('. Fix')[0]}: fetching it again")
+                path.unlink()
+                path = None
+        paths[name] = path or download_verified(name, sha256, folder, mirrors)
+    return paths
+
+
+def find_fashion_dir(data_dir: Path) -> Path | None:
+    """The first folder holding all four files: DATA_DIR's, then the Debian package's."""
     for folder in (data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_DIR):
-        if all((folder / f"{n}.gz").exists() or (folder / n).exists() for n in FASHION_FILES.values()):
+        if all(idx_path(folder, name) is not None for name in FASHION_FILES.values()):
             return folder
     return None
 
 
-def load_fashion_mnist(data_dir: Path) -> dict[str, torch.Tensor]:
-    """Return uint8 images (N, 28, 28) and int64 labels for train and test, validated."""
-    folder = find_idx_dir(data_dir)
-    if folder is None:
-        try:
-            import torchvision
-            for train in (True, False):
-                torchvision.datasets.FashionMNIST(str(data_dir), train=train, download=True)
-        except Exception as err:  # no torchvision or no network: say exactly what to do
-            raise FileNotFoundError(
-                f"FashionMNIST not found in {data_dir / 'FashionMNIST' / 'raw'} nor {DEBIAN_FASHION_DIR}, "
-                f"and the torchvision download failed ({type(err).__name__}: {err}). "
-                + DATA_FIX.format(dir=data_dir / "FashionMNIST" / "raw")) from None
+def load_fashion_mnist(data_dir: Path, mirrors=FASHION_MIRRORS) -> dict[str, torch.Tensor]:
+    """Return uint8 images (N, 28, 28) and int64 labels for train and test, checked; download if needed."""
+    folder = find_fashion_dir(data_dir)
+    if folder is None or folder != DEBIAN_FASHION_DIR:  # our own copy: complete it and re-fetch bad files
         folder = data_dir / "FashionMNIST" / "raw"
-    arrays = {}
-    for key, name in FASHION_FILES.items():
-        path = folder / f"{name}.gz" if (folder / f"{name}.gz").exists() else folder / name
-        arrays[key] = read_idx(path)
-    for split, n in (("train", 60_000), ("test", 10_000)):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.shape != (n, 28, 28) or labels.shape != (n,):
-            raise ValueError(f"{folder}: {split} images {images.shape} / labels {labels.shape}, "
-                             f"expected ({n}, 28, 28) / ({n},). " + DATA_FIX.format(dir=folder))
-        counts = np.bincount(labels, minlength=10)
-        if len(counts) != 10 or not np.all(counts == n // 10):
-            raise ValueError(f"{folder}: {split} labels are not 10 balanced classes (counts {counts.tolist()}). "
-                             + DATA_FIX.format(dir=folder))
+        fetch_idx_files(folder, FASHION_SHA256, mirrors)
+    # the checksums pin the content, so shapes and class balance need no further check
+    arrays = {key: read_idx(idx_path(folder, name), FASHION_SHA256[name]) for key, name in FASHION_FILES.items()}
     print(f"FashionMNIST from {folder}: train {arrays['train_images'].shape}, test {arrays['test_images'].shape}")
     return {key: torch.from_numpy(a.copy()).long() if "labels" in key else torch.from_numpy(a.copy())
             for key, a in arrays.items()}

@@ -47,6 +47,6 @@ def smoke_run(tmp_path_factory):
                               cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, f"{name} failed in the smoke profile:\n{proc.stderr[-6000:]}"
         nb = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
-        metrics = json.loads((out_dir / "metrics.json").read_text())
-        results[key] = (nb, metrics, out_dir / "figures")
+        metrics = json.loads((out_dir / f"{key}_metrics.json").read_text())
+        results[key] = (nb, metrics, out_dir / "figures" / key)
     return results

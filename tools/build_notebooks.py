@@ -13,7 +13,20 @@ import re
 import sys
 from pathlib import Path
 
-import nbformat
+MIN_PYTHON = (3, 10)
+
+
+def check_python() -> None:
+    """Stop with a clear message on a Python that is too old for the notebooks (they use 3.10 syntax)."""
+    if sys.version_info < MIN_PYTHON:
+        sys.exit(f"error: Python {'.'.join(map(str, MIN_PYTHON))} or newer is needed; {sys.executable} is "
+                 f"{sys.version.split()[0]}. Install a newer Python and run again "
+                 f"(with make: PYTHON_FOR_VENV=python3.11 make ...).")
+
+
+check_python()  # every tool imports this module first
+
+import nbformat  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # the project's notebooks: key -> name; the notebook is NAME.ipynb, its source src/NAME.py
@@ -54,6 +67,23 @@ def parse_cells(path: Path, extra_tags: tuple = ()) -> list:
         tags = json.loads(tag_match.group(1)) if tag_match else []
     flush()
     return cells
+
+
+def shared_helpers_namespace(params: dict | None = None) -> dict:
+    """The shared helper cells of src/shared_helpers.py, executed after Homework 1's setup and parameters
+    cells (with `params` overriding parameters), as a dict: how tools and tests use the notebooks' helpers."""
+    import os
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    cells = [c for c in parse_cells(ROOT / "src" / f"{NOTEBOOKS['hw1']}.py") if c.cell_type == "code"]
+    namespace: dict = {}
+    exec(cells[0].source, namespace)  # the setup cell: imports
+    exec(next(c for c in cells if "parameters" in c.metadata.get("tags", [])).source, namespace)
+    namespace.update(params or {})
+    for cell in cells:
+        if "shared-helpers" in cell.metadata.get("tags", []):
+            exec(cell.source, namespace)
+    return namespace
 
 
 def build(name: str, source: str) -> nbformat.NotebookNode:

@@ -4,9 +4,9 @@
     python tools/time_profiles.py --profiles quick
     python tools/time_profiles.py --notebooks hw2      # only some notebooks; the others keep their times
 
-Outputs go to build/ so the committed full-run figures and metrics are untouched; the times are written
-to report/profile_times.json, which tools/update_readme.py reads. The full profile's time is the one in
-report/hwN_metrics.json.
+Outputs go to build/<profile>/ (the runner's default), so the committed full-run figures and metrics are
+untouched; the times are written to report/profile_times.json, which tools/update_readme.py reads. The full
+profile's time is the one in report/hwN_metrics.json.
 """
 import argparse
 import json
@@ -32,14 +32,14 @@ def main() -> int:
         if key not in args.notebooks or not (ROOT / f"{name}.ipynb").exists():
             continue
         for profile in args.profiles:
-            out = ROOT / "build" / f"{key}_{profile}"
+            out = ROOT / "build" / profile
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "tools/run_notebook.py", f"{name}.ipynb", "--profile", profile,
                                    "--outputs", str(out)], cwd=ROOT)
             if proc.returncode != 0:
                 print(f"{name} failed in profile {profile}")
                 return 1
-            metrics = json.loads((out / "metrics.json").read_text())
+            metrics = json.loads((out / f"{key}_metrics.json").read_text())
             times.setdefault(key, {})[profile] = {
                 "wall_s": round(time.perf_counter() - start, 1),  # kernel start included
                 "notebook_s": metrics["wall_time_s"]["total"],
