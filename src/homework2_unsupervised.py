@@ -1,12 +1,12 @@
 # %% [markdown] tags=["observation"]
 # # Homework 2 — Unsupervised deep learning
 #
-# **Headline results** (full profile, 2-core CPU, 2170.4 s in all): the convolutional autoencoder reconstructs
-# test images with an MSE of **0.00669** per pixel at latent size 32 (target 0.008); the fine-tuned encoder
-# classifies them with **92.41%** accuracy (3-fold CV 91.72% ± 0.14%), ahead of the same network from scratch
-# (91.78%; section 8 prints how it compares with Homework 1's classifiers); the VAE's test −ELBO is 242.24 nats per image;
-# and the best generator is the plain autoencoder sampled through a Gaussian mixture fitted to its codes
-# (Fréchet distance 5.966, real images 0.2378).
+# **Headline results** (full profile, 2-core CPU, 1647.5 s in all): the convolutional autoencoder reconstructs
+# test images with an MSE of **0.00670** per pixel at latent size 32 (target 0.008); the fine-tuned encoder
+# classifies them with **92.32%** accuracy (3-fold CV 91.72% ± 0.09%), ahead of the same network from scratch
+# (92.04%; section 8 prints how it compares with Homework 1's classifiers); the VAE's test −ELBO is 242.25 nats
+# per image; and the best generator is the plain autoencoder sampled through a Gaussian mixture fitted to its
+# codes (Fréchet distance 5.938, real images 0.2323).
 #
 # This notebook solves the unsupervised homework end to end on a laptop CPU, on FashionMNIST:
 #
@@ -363,8 +363,8 @@ savefig(fig, "ae_reconstructions")
 
 # %% [markdown] tags=["observation"]
 # **Observation.** The reconstruction error falls steadily with the code size: after 3 epochs the validation
-# MSE is 0.03231 at latent 2, 0.01001 at 32 and 0.007541 at 64. Training and validation MSE are equal at every
-# size (0.01 and 0.01001 at 32), so at this budget the autoencoders underfit: more training, not more
+# MSE is 0.0323 at latent 2, 0.01001 at 32 and 0.007537 at 64. Training and validation MSE are equal at every
+# size (0.01001 for both at 32), so at this budget the autoencoders underfit: more training, not more
 # regularization, is what they need, and the final autoencoder of section 3 gets it. With 2 dimensions only a
 # coarse silhouette survives and the dress comes back as a T-shirt; from 8 on class and shape are kept, and
 # details such as the bag's handle sharpen slowly as the code grows.
@@ -433,10 +433,9 @@ for kind in NOISE_LEVELS:
 # %% [markdown] tags=["observation"]
 # **Observation.** The blind denoising autoencoder beats the plain one at every level, and its error grows
 # slowly with the corruption: from 0.01064 to 0.01757 for Gaussian σ 0.1 → 0.5 and from 0.01079 to 0.01874 for
-# masking p 0.1 → 0.75, while the plain autoencoder's reaches 0.03862 and 0.1403 (the noisy input itself is at
-# 0.1175 and 0.1561). Only at the lightest Gaussian
-# noise is the noisy image itself closer to the clean one (0.006913) than any reconstruction: there the
-# bottleneck costs more than the noise does.
+# masking p 0.1 → 0.75, while the plain autoencoder's reaches 0.03866 and 0.1402 (the noisy input itself is at
+# 0.1175 and 0.1561). Only at the lightest Gaussian noise is the noisy image itself closer to the clean one
+# (0.006913) than any reconstruction: there the bottleneck costs more than the noise does.
 
 # %% [markdown]
 # ## 2. Optimizers and regularization
@@ -486,10 +485,10 @@ savefig(fig, "ae_regularization")
 
 # %% [markdown] tags=["observation"]
 # **Observation.** The adaptive optimizers win at equal budget: Adam and AdamW end at 0.01583 and 0.01581,
-# RMSprop at 0.01781, while SGD, momentum and Nesterov stay near 0.03 (0.02981, 0.03165, 0.03126) at their
+# RMSprop at 0.01783, while SGD, momentum and Nesterov stay near 0.03 (0.02982, 0.03165, 0.03126) at their
 # learning rates; AdamW's decoupled weight decay changes nothing here because the model underfits. For the
 # same reason no regularizer helps: input noise (0.01618) and dropout (0.01654) cost a little, and removing
-# batch norm costs most (0.01849). The constant learning rate beats warm-up + cosine (0.01395): over only 5
+# batch norm costs most (0.01847). The constant learning rate beats warm-up + cosine (0.01391): over only 5
 # epochs the schedule spends a fifth of the steps warming up and the last ones at tiny steps. That is why the
 # longer runs keep the schedule, where it pays off in the final epochs.
 
@@ -662,9 +661,9 @@ else:
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Both searches end at the same level (best validation MSE 0.01867 for TPE, 0.01856 for
-# random), but TPE with pruning trained 36 epochs instead of 48 (4 of its 12 trials pruned) and took 87.4 s
-# instead of 116.5 s. With 12 trials, the model behind TPE has had little to learn from; the pruner saves
+# **Observation.** Both searches end at the same level (best validation MSE 0.01868 for TPE, 0.01857 for
+# random), but TPE with pruning trained 36 epochs instead of 48 (4 of its 12 trials pruned) and took 69.4 s
+# instead of 83.9 s. With 12 trials, the model behind TPE has had little to learn from; the pruner saves
 # compute from the start. Both winners use the widest network and a large learning rate, and the importances
 # put weight decay (0.381), dropout (0.338) and learning rate (0.279) ahead of width (0.002), which every good
 # trial set to 32. The random search's best configuration, the lower of the two, becomes the final autoencoder.
@@ -821,12 +820,11 @@ savefig(fig, "finetune_learning_speed")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Fine-tuning ends slightly ahead of training from scratch (validation 0.9264 against 0.9241)
-# and gets there more smoothly: both stand at 0.8803 and 0.8802 after one epoch, fine-tuning passes 90% after 3
-# epochs and scratch after 4, and scratch's curve dips at epoch 3 where the pretrained one does not. With all
-# labels, pretraining is a head start, not a different result. The frozen code alone reaches 0.8217 with a
-# linear head: the autoencoder's features are useful but were not made for this task. The table above, printed
-# only when Homework 1's metrics are found, gives its classifiers' throughput for comparison.
+# **Observation.** Fine-tuning ends slightly ahead of training from scratch (validation 0.9288 against 0.9212),
+# and the two start alike (0.879 and 0.8764 after one epoch); fine-tuning passes 90% one epoch earlier, after 4
+# epochs against 5. With all labels, pretraining is a head start, not a different result. The frozen code alone
+# reaches 0.8237 with a linear head: the autoencoder's features are useful but were not made for this task. The
+# table above, printed only when Homework 1's metrics are found, gives its classifiers' throughput for comparison.
 
 # %% [markdown]
 # ### 4.2 Few labels
@@ -874,10 +872,10 @@ savefig(fig, "finetune_few_labels")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Pretraining matters most when labels are scarce: with 100 labels fine-tuning reaches 0.762
-# against 0.7243 from scratch, with 1000 labels 0.8443 against 0.8153, and with all 50 000 the gap shrinks to
-# 0.9264 against 0.9241. The linear probe is close to scratch with 100 labels (0.7127) but falls behind as labels
-# grow (0.7935, then 0.8217), because a frozen code cannot adapt to the task.
+# **Observation.** Pretraining matters most when labels are scarce: with 100 labels fine-tuning reaches 0.761
+# against 0.7244 from scratch, with 1000 labels 0.8418 against 0.8158, and with all 50 000 the gap shrinks to
+# 0.9288 against 0.9212. The linear probe is close to scratch with 100 labels (0.7122) but falls behind as labels
+# grow (0.7916, then 0.8237), because a frozen code cannot adapt to the task.
 
 # %% [markdown]
 # ### 4.3 Accuracy by k-fold cross-validation
@@ -908,8 +906,8 @@ METRICS["finetune"]["cv"] = {"folds": P["cv_folds"], "epochs": P["cv_epochs"], "
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** The folds agree closely (91.52%, 91.76%, 91.86%): the fine-tuning recipe's accuracy is
-# 91.72% ± 0.14% with 5 epochs on two thirds of the training split, a little below the single-split 0.9264
+# **Observation.** The folds agree closely (91.62%, 91.70%, 91.84%): the fine-tuning recipe's accuracy is
+# 91.72% ± 0.09% with 5 epochs on two thirds of the training split, a little below the single-split 0.9288
 # reached with 12 epochs on all of it.
 
 # %% [markdown]
@@ -1002,8 +1000,8 @@ METRICS["latent"] = {"probes": probe_rows, "latent": final_ae_cfg.latent,
 
 # %% [markdown] tags=["observation"]
 # **Observation.** The autoencoder's 32-dimensional code carries more class information than the same number of
-# principal components of the pixels: 5-NN accuracy 0.8798 against 0.8566 and logistic regression 0.8392 against
-# 0.8167, although the autoencoder never saw a label. The code uses most of its dimensions (90% of its variance
+# principal components of the pixels: 5-NN accuracy 0.8795 against 0.8566 and logistic regression 0.8378 against
+# 0.8165, although the autoencoder never saw a label. The code uses most of its dimensions (90% of its variance
 # in 21 principal components), while 32 pixel components explain 0.826 of the pixel variance. The maps above
 # show the same: trousers, bags and the three kinds of footwear form their own clusters, while pullover, coat
 # and shirt share one, the classes Homework 1's classifiers also confused most.
@@ -1074,8 +1072,8 @@ print(f"GMM: mean log-likelihood of training codes {gmm.score(codes_train):.2f},
 # **Observation.** Sampling a plain autoencoder works only with a density that matches its codes. A standard
 # normal puts the codes where the decoder has never been and yields nearly black images; a single Gaussian
 # with the codes' covariance gives garment-like but often mixed shapes; the 10-component mixture gives clean
-# shoes, bags, tops and trousers. The mixture generalises: the mean log-likelihood of validation codes (-88.56)
-# is as high as that of training codes (-88.26), so it has not memorised them.
+# shoes, bags, tops and trousers. The mixture generalises: the mean log-likelihood of validation codes (-88.76)
+# is nearly that of training codes (-88.41), so it has not memorised them.
 
 # %% [markdown]
 # ## 6. A variational autoencoder
@@ -1274,10 +1272,10 @@ savefig(fig, "vae_beta_samples")
 
 # %% [markdown] tags=["observation"]
 # **Observation.** β trades reconstruction against the KL term as expected: β = 0.25 gives reconstruction
-# 224.5 and KL 32.47 nats, β = 4 gives 253.9 and 6.852, and the true bound (scored with β = 1) is best for the
+# 224.5 and KL 32.45 nats, β = 4 gives 253.9 and 6.866, and the true bound (scored with β = 1) is best for the
 # model trained with β = 1 (250.1 against 257 and 260.8). The pixel MSE of the reconstructions follows
-# (0.01397, 0.01543, 0.02246). All 16 latent dimensions stay active even at β = 4; no posterior collapsed. The
-# 2-D VAE pays for its interpretable map with a worse bound (265.97 against 241.04 nats).
+# (0.01398, 0.01543, 0.02245). All 16 latent dimensions stay active even at β = 4; no posterior collapsed. The
+# 2-D VAE pays for its interpretable map with a worse bound (265.91 against 241.05 nats).
 
 # %% [markdown]
 # ## 7. Beyond the assignment: a conditional VAE, and scoring the generators
@@ -1385,14 +1383,14 @@ savefig(fig, "generator_samples")
 
 # %% [markdown] tags=["observation"]
 # **Observation.** The plain autoencoder sampled through the Gaussian mixture scores best by far (Fréchet
-# distance 5.966, mean confidence 0.764829, balanced classes with entropy 2.275), and its samples look the
-# sharpest. Then come the single Gaussian (15.82), the conditional VAE (22.85) and the VAE (25.55), whose samples
+# distance 5.938, mean confidence 0.7662336, balanced classes with entropy 2.27), and its samples look the
+# sharpest. Then come the single Gaussian (16.46), the conditional VAE (23.65) and the VAE (25.89), whose samples
 # from the prior are blurrier: the Bernoulli decoder averages over the uncertainty the KL term leaves in the code.
-# The conditional VAE beats the VAE on every score and draws the class it is asked for 0.6816 of the time. The
-# β-VAEs of 6.3, trained on half the images for a third of the
-# epochs, score worse still (37.71 to 44.03), and N(0, I) on the plain autoencoder's codes is worst (134.6, and a
-# class entropy of 1.69: the judge sees few classes). Real images give the floor, 0.2378. So the VAE's prior is
-# the more principled way to sample, and the one that needs no fitting, but here an autoencoder with a fitted
+# The conditional VAE beats the VAE on every score and draws the class it is asked for 0.6806 of the time. The
+# β-VAEs of section 6.3, trained on half the images for a third of the epochs, score worse still (38.48 to
+# 45.68, worst at β = 4), and N(0, I) on the plain autoencoder's codes is worst of all (144.6, and a class
+# entropy of 1.518: the judge sees few classes). Real images give the floor, 0.2323. So the VAE's prior is the
+# more principled way to sample, and the one that needs no fitting, but here an autoencoder with a fitted
 # mixture over its codes both looks and scores better, in line with Ghosh et al. (2020), who sample deterministic
 # autoencoders the same way.
 
@@ -1484,11 +1482,11 @@ for r in hw1_rows:  # sentences from the numbers, so they hold for whichever run
 
 # %% [markdown] tags=["observation"]
 # **Observation.** Test and validation agree everywhere, as they should when no choice saw the test set: the
-# final autoencoder's test MSE is 0.00669 (validation 0.00678), under the 0.008 target at latent size 32; the
-# sweep's 3-epoch models score 0.03176 to 0.007476 from latent 2 to 64. The denoising autoencoder holds its
-# error between 0.01057 and 0.01863 over all corruptions. The fine-tuned classifier reaches 92.41% (target 92%),
-# the scratch one 91.78% and the linear probe 81.72%; the VAE's −ELBO is 242.24 nats per image (validation
-# 241.04) and the conditional VAE's 240.97. The lines printed under the table compare the fine-tuned encoder
+# final autoencoder's test MSE is 0.00670 (validation 0.00678), under the 0.008 target at latent size 32; the
+# sweep's 3-epoch models score 0.03175 to 0.007472 from latent 2 to 64. The denoising autoencoder holds its
+# error between 0.01058 and 0.01864 over all corruptions. The fine-tuned classifier reaches 92.32% (target 92%),
+# the scratch one 92.04% and the linear probe 81.71%; the VAE's −ELBO is 242.25 nats per image (validation
+# 241.05) and the conditional VAE's 240.99. The lines printed under the table compare the fine-tuned encoder
 # with Homework 1's classifiers when that run's metrics were found (they name the file and its digest); its
 # CNN is deeper (five 3×3 convolutions against two strided ones) and trained on 10 000 more images.
 
