@@ -15,6 +15,14 @@ sys.path.insert(0, str(ROOT / "tools"))
 from build_notebooks import NOTEBOOKS  # noqa: E402  (key -> notebook name, without .ipynb)
 
 
+def idx_gz(array, magic: int) -> bytes:
+    """A gzipped IDX file (magic 2049: labels, 2051: images) holding `array` as unsigned bytes."""
+    import gzip
+
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return gzip.compress(header + array.astype("uint8").tobytes())
+
+
 def assert_clean_run(nb) -> None:
     """Executed top to bottom in one kernel (counts 1..N) and without an error output."""
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -21,6 +21,8 @@ def test_clean_full_run(committed):
     assert_clean_run(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "widgets" not in nb.metadata
+    # progress bars leave their closing line only: no carriage-return redraws were saved
+    assert not [c for c in code for o in c.outputs if o.output_type == "stream" and "\r" in o.text]
     assert not [o for c in code for o in c.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert metrics["profile"] == "full"

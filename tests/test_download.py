@@ -16,17 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from build_notebooks import shared_helpers_namespace
-from conftest import ROOT
+from conftest import ROOT, idx_gz
 
 
 @pytest.fixture(scope="module")
 def helpers():
     return shared_helpers_namespace()
-
-
-def idx_gz(array: np.ndarray, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes())
 
 
 IMAGES = idx_gz(np.arange(5 * 28 * 28).reshape(5, 28, 28) % 256, 2051)

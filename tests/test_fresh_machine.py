@@ -4,8 +4,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -69,6 +71,30 @@ def tiny_notebook(fail: bool):
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
     return nb
+
+
+def test_interrupted_run_is_named(tmp_path):
+    """SIGTERM to the runner (a time limit, say) shuts the kernel down mid-cell, as the "kernel deaths" under load
+    were: the runner says so, exits non-zero and publishes nothing."""
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "hw1_metrics.json").write_text('{"profile": "full", "committed": true}')
+    notebook = tmp_path / "homework1_supervised.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(120)")]
+    nbformat.write(nb, notebook)
+    before = digests(tmp_path)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "run_notebook.py"), str(notebook), "--profile",
+                             "full", "--cwd", str(tmp_path)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (tmp_path / "started").exists(), "the kernel did not start the cell"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "was shut down in the middle of a cell" in stderr and "interrupted" in stderr
+    assert "committed notebook, figures and metrics are unchanged" in stderr
+    (tmp_path / "started").unlink()
+    assert digests(tmp_path) == before
 
 
 @pytest.mark.parametrize("fail", [True, False])

@@ -4,8 +4,8 @@
     python tools/build_notebooks.py --check    # exit 1 if a notebook's cells differ from its source
 
 Cell markers: `# %%` starts a code cell, `# %% [markdown]` a markdown cell (lines lose their leading
-"# "), `# %% tags=["a", "b"]` adds tags, and `# %% include: FILE` inserts the cells of src/FILE, tagged
-"shared-helpers", which is how both notebooks get identical helper cells.
+"# "), `# %% tags=["a", "b"]` adds tags, and `# %% include: FILE` inserts the cells of src/FILE: both notebooks
+include src/shared_helpers.py (its cells tagged "shared-helpers"), and Homework 1 its appendices, one file each.
 """
 import argparse
 import json
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the project's notebooks: key -> name; the notebook is NAME.ipynb, its source src/NAME.py
 NOTEBOOKS = {"hw1": "homework1_supervised", "hw2": "homework2_unsupervised"}
 MARKER = re.compile(r"^# %%(?P<rest>.*)$")
+SHARED = "shared_helpers.py"  # included by both notebooks; its cells are tagged "shared-helpers"
 
 
 def parse_cells(path: Path, extra_tags: tuple = ()) -> list:
@@ -59,7 +60,8 @@ def parse_cells(path: Path, extra_tags: tuple = ()) -> list:
         rest = match["rest"].strip()
         lines, tags = [], []
         if rest.startswith("include:"):
-            cells.extend(parse_cells(path.parent / rest.split(":", 1)[1].strip(), ("shared-helpers",)))
+            included = rest.split(":", 1)[1].strip()
+            cells.extend(parse_cells(path.parent / included, ("shared-helpers",) if included == SHARED else ()))
             kind = None
             continue
         kind = "markdown" if rest.startswith("[markdown]") else "code"

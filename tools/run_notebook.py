@@ -7,7 +7,8 @@ Every run writes into one output folder (`--outputs`, default build/<profile>/):
 figures under figures/hwN/ and its metrics hwN_metrics.json (the notebook reads HW_OUTPUT_DIR). A failed run
 leaves the committed files alone. Only a successful `full` run without --outputs is published: its notebook,
 figures and metrics replace the committed ones in the repository. The saved notebook has execution counts
-1..N, kernel python3 and no widget state. The environment variables HW_* reach the kernel.
+1..N, kernel python3 and no widget state. The environment variables HW_* reach the kernel. The terminal shows
+a bar over the cells, labelled with the current section, and each section's elapsed time as it ends.
 """
 import argparse
 import os
@@ -42,6 +43,50 @@ def replace_path(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
+def section_headings(nb) -> list[str]:
+    """For each cell, the last markdown heading (## or ###) at or before it: the section it belongs to."""
+    heading, headings = "start", []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            titles = [ln.lstrip("#").strip() for ln in cell.source.split("\n") if ln.startswith(("## ", "### "))]
+            heading = titles[-1] if titles else heading
+        headings.append(heading)
+    return headings
+
+
+class Progress:
+    """nbclient hooks: a bar over the code cells in the terminal, labelled with the section being run, and one
+    line with the elapsed time of each section as it ends (the line also reaches a log that is not a terminal)."""
+
+    def __init__(self, nb, name: str):
+        from tqdm import tqdm
+
+        self.tqdm, self.name, self.headings = tqdm, name, section_headings(nb)
+        self.bar = tqdm(total=sum(c.cell_type == "code" for c in nb.cells), unit="cell", file=sys.stderr,
+                        disable=not sys.stderr.isatty(), mininterval=1, dynamic_ncols=True)
+        self.section, self.section_start, self.start = None, time.perf_counter(), time.perf_counter()
+
+    def end_section(self) -> None:
+        if self.section is not None:
+            now = time.perf_counter()
+            self.tqdm.write(f"[{self.name}] {self.section}: {now - self.section_start:.0f} s "
+                            f"(total {(now - self.start) / 60:.1f} min)", file=sys.stderr)
+            self.section_start = now
+
+    def on_cell_start(self, cell, cell_index: int) -> None:
+        if self.headings[cell_index] != self.section:
+            self.end_section()
+            self.section = self.headings[cell_index]
+            self.bar.set_description(self.section[:40])
+
+    def on_cell_executed(self, cell, cell_index: int, execute_reply) -> None:
+        self.bar.update()
+
+    def close(self) -> None:
+        self.end_section()
+        self.bar.close()
+
+
 def execute(notebook: Path, out_dir: Path, cwd: Path, timeout: int) -> tuple[int, Path]:
     """Run the notebook with HW_OUTPUT_DIR=out_dir; write it executed to out_dir; return (status, path)."""
     import nbformat
@@ -55,17 +100,27 @@ def execute(notebook: Path, out_dir: Path, cwd: Path, timeout: int) -> tuple[int
     (out_dir / f"{key}_metrics.json").unlink(missing_ok=True)
     os.environ["HW_OUTPUT_DIR"] = str(out_dir.resolve())
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    progress = Progress(nb, key)
+    # coalesce_streams merges each cell's stream outputs and drops the text that a carriage return overwrote,
+    # so a progress bar leaves one closing line in the saved notebook
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+                            coalesce_streams=True, on_cell_start=progress.on_cell_start,
+                            on_cell_executed=progress.on_cell_executed)
     status = 0
     try:
         client.execute()
     except CellExecutionError as err:
         print(f"error: {notebook.name} failed:\n{err}", file=sys.stderr)
         status = 1
-    except DeadKernelError as err:
-        print(f"error: the kernel running {notebook.name} died ({err}). If the machine was busy, run again "
-              f"with fewer threads (HW_THREADS=1) or when it is idle.", file=sys.stderr)
+    except (DeadKernelError, AssertionError) as err:  # AssertionError: nbclient's second cleanup after a signal
+        # nbclient answers SIGINT/SIGTERM by shutting the kernel down at once: the cell in flight then ends with
+        # "Kernel died" (the kernel logs "ZMQError: Socket operation on non-socket" as its sockets close)
+        print(f"error: the kernel running {notebook.name} was shut down in the middle of a cell "
+              f"({type(err).__name__}: {err or 'cleanup after a signal'}). The run was interrupted (Ctrl-C, or "
+              f"SIGTERM, e.g. from a time limit of whatever started it) or the kernel process was killed (e.g. out "
+              f"of memory). Run it again without the limit; nothing was published.", file=sys.stderr)
         status = 1
+    progress.close()
     nb.metadata.pop("widgets", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     out = out_dir / (notebook.name if status == 0 else f"{notebook.stem}.failed.ipynb")

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_notebooks import NOTEBOOKS, ROOT  # noqa: E402
 
 LOAD = """
-import time, torch
+import os, time, torch
 torch.set_num_threads(2)
 a = torch.randn(1024, 1024)
-end = time.time() + {seconds}
-while time.time() < end:
+end, parent = time.time() + {seconds}, os.getppid()
+while time.time() < end and os.getppid() == parent:  # stops when the stress run ends, even if it was killed
     a = torch.tanh(a @ a / 32)
 """
 
