@@ -3,8 +3,8 @@
 #
 # **Headline results** (full profile, 2-core CPU, 1647.5 s in all): the convolutional autoencoder reconstructs
 # test images with an MSE of **0.00670** per pixel at latent size 32 (target 0.008); the fine-tuned encoder
-# classifies them with **92.32%** accuracy (3-fold CV 91.72% ± 0.09%; section 8 compares it with Homework 1's
-# CNN recipe trained here on the same images and with Homework 1's classifiers); the VAE's test −ELBO is 242.25 nats
+# classifies them with **92.32%** accuracy (3-fold CV 91.72% ± 0.09%), ahead of the same network from scratch
+# (92.04%; section 8 prints how it compares with Homework 1's classifiers); the VAE's test −ELBO is 242.25 nats
 # per image; and the best generator is the plain autoencoder sampled through a Gaussian mixture fitted to its
 # codes (Fréchet distance 5.938, real images 0.2323).
 #
@@ -36,40 +36,38 @@
 # only removes the TPE search of section 3 (the random search runs without it).
 
 # %%
+import sys
+
+if sys.version_info < (3, 10):  # the code uses 3.10 syntax; fail here with a message, not deep below
+    raise RuntimeError(f"This notebook needs Python 3.10 or newer; this kernel runs {sys.version.split()[0]}.")
+
+# standard library
 import contextlib
 import copy
 import gzip
-import importlib.util
 import json
 import math
 import os
 import platform
 import random
-import sys
 import time
-import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+# numerics and plotting
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.linalg import sqrtm
+from scipy.stats import norm
+
+# deep learning
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy.linalg import sqrtm
-from scipy.stats import norm
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.manifold import TSNE
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from sklearn.mixture import GaussianMixture
-from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import StandardScaler
-from tqdm import tqdm  # text progress bars only: a widget would leave state in the saved notebook
 
-if sys.version_info < (3, 10):  # noqa: UP036 (the cells below use 3.10 syntax: fail here, with a message)
-    raise RuntimeError(f"This notebook needs Python 3.10 or newer; this kernel runs {sys.version.split()[0]}.")
+# model selection, search and latent-space tools
+import importlib.util
+import warnings
 
 if "google.colab" in sys.modules and importlib.util.find_spec("optuna") is None:
     get_ipython().run_line_magic("pip", "install -q optuna")  # Colab lacks Optuna; elsewhere install it yourself
@@ -79,6 +77,13 @@ try:
 except ImportError:  # section 3 then runs its random search alone, with a sampler of its own
     optuna = None
     print("optuna is not installed: section 3 runs the random search only (pip install optuna adds TPE)")
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
 
 # %% [markdown]
 # ## Parameters
@@ -139,15 +144,13 @@ NOTEBOOK_START = time.perf_counter()
 # set goes into a `SealedTestSet` and is read only in section 8.
 
 # %%
-# every model whose test number this notebook reports; each reads the test set once, in section 8
-FINAL_MODELS = ("autoencoder", "fine-tuned classifier", "HW1 CNN recipe", "VAE", "conditional VAE")
-
-with section("data", METRICS):
+with section("data"):
     set_seed(SEED)
     fashion = load_fashion_mnist(DATA_DIR)
-    test_set = seal_test_split(fashion, "FashionMNIST", FINAL_MODELS)
     X_all = fashion["train_images"].float().div(255).unsqueeze(1).to(device)  # (60000, 1, 28, 28)
     y_all = fashion["train_labels"].to(device)
+    test_set = SealedTestSet(fashion["test_images"].float().div(255).unsqueeze(1).to(device),
+                             fashion["test_labels"].to(device))
     train_idx, val_idx = train_test_split(np.arange(len(y_all)), test_size=10_000, random_state=SEED,
                                           stratify=y_all.cpu().numpy())
 assert len(np.intersect1d(train_idx, val_idx)) == 0, "train and validation overlap"
@@ -156,8 +159,7 @@ subset = np.random.default_rng(SEED).permutation(train_idx)  # one fixed order: 
 X_train, y_train = X_all[subset[:P["n_train"]]], y_all[subset[:P["n_train"]]]
 X_val, y_val = X_all[val_idx[:P["n_val"]]], y_all[val_idx[:P["n_val"]]]
 X_val_small = X_val[:P["n_val_small"]]  # for searches and comparisons, which evaluate after every epoch
-print(f"train {len(X_train)} of {len(train_idx)}, validation {len(X_val)}, "
-      f"test sealed (read by {', '.join(test_set.final_models)})")
+print(f"train {len(X_train)} of {len(train_idx)}, validation {len(X_val)}, test {len(test_set)} (sealed)")
 print(f"pixel mean {X_train.mean():.4f}, pixel variance {X_train.var():.4f} (an MSE to compare with)")
 
 
@@ -186,7 +188,7 @@ def plot_image_rows(rows: dict, title="", size=1.0):
 first_of_class = [int(torch.nonzero(y_val == c)[0]) for c in range(10)]
 GRID = X_val[first_of_class]  # the fixed grid of originals used by every reconstruction figure
 fig = plot_image_rows({"validation": GRID}, "FashionMNIST: one validation image per class")
-savefig(fig, FIGURE_DIR / "fashion_examples")
+savefig(fig, "fashion_examples")
 
 # %% [markdown]
 # ## 1. A convolutional autoencoder
@@ -207,6 +209,11 @@ class AEConfig:
     batch_norm: bool = True
     variational: bool = False  # the code layer outputs mean and log-variance of q(z|x)
     n_classes: int = 0  # > 0: conditional, the one-hot label joins the features and the code
+
+
+class ChannelsLast(nn.Module):
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 def resample(c_in, c_out, batch_norm, up=False):
@@ -272,9 +279,8 @@ def reconstruction_mse(model, xb, target):
 
 
 overfit_history = fit(ae, reconstruction_mse, (X_train[:64], X_train[:64]),
-                      optimizer=torch.optim.Adam(ae.parameters(), 3e-3), num_epochs=300, batch_size=64,
-                      generator=torch.Generator().manual_seed(SEED), verbose=False)
-overfit_mse = evaluate(ae, F.mse_loss, X_train[:64], X_train[:64])["loss"]
+                      optimizer=torch.optim.Adam(ae.parameters(), 3e-3), num_epochs=300, batch_size=64, verbose=False)
+overfit_mse = evaluate(ae, reconstruction_mse, X_train[:64], X_train[:64])["loss"]
 print(f"one-batch overfit: MSE {overfit_history['train_loss'][0]:.4f} -> {overfit_mse:.5f} "
       f"(pixel variance of the batch {X_train[:64].var():.4f})")
 assert overfit_mse < 0.1 * X_train[:64].var(), "the autoencoder cannot fit 64 images: model or loss is broken"
@@ -287,8 +293,35 @@ METRICS["checks"] = {"ae_one_batch_overfit_mse": overfit_mse}
 # `transform` that corrupts the input batch turns the same call into denoising training.
 
 # %%
-# the recipe every autoencoder starts from; the sections below change the budget and what they study
-AE_RECIPE = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=1e-4, num_epochs=5, schedule="warmup_cosine")
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    num_epochs: int = 5
+    schedule: str = "warmup_cosine"
+    label_smoothing: float = 0.0  # classifiers only
+
+
+def warmup_cosine(step: int, steps: int, warmup: float = 0.2) -> float:
+    """Learning-rate factor: linear warm-up over the first 20% of steps, then cosine decay to zero."""
+    n_warm = max(1, int(warmup * steps))
+    if step < n_warm:
+        return (step + 1) / n_warm
+    return 0.5 * (1 + math.cos(math.pi * (step - n_warm) / max(1, steps - n_warm)))
+
+
+SCHEDULES = {
+    "constant": lambda opt, steps: None,
+    "warmup_cosine": lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: warmup_cosine(t, steps)),
+}
+
+
+def make_optimizer(model, cfg: TrainConfig, n_train: int):
+    params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
+    optimizer = OPTIMIZERS[cfg.optimizer](params, cfg.lr, cfg.weight_decay)
+    return optimizer, SCHEDULES[cfg.schedule](optimizer, cfg.num_epochs * math.ceil(n_train / cfg.batch_size))
 
 
 def train_autoencoder(model, cfg: TrainConfig, X, X_val=None, transform=None, name="ae", verbose=True,
@@ -296,19 +329,18 @@ def train_autoencoder(model, cfg: TrainConfig, X, X_val=None, transform=None, na
     optimizer, scheduler = make_optimizer(model, cfg, len(X))
     return fit(model, reconstruction_mse, (X, X), None if X_val is None else (X_val, X_val), optimizer=optimizer,
                num_epochs=cfg.num_epochs, batch_size=cfg.batch_size, scheduler=scheduler, transform=transform,
-               generator=torch.Generator().manual_seed(seed), val_criterion=F.mse_loss, on_epoch_end=on_epoch_end,
-               name=name, verbose=verbose)
+               generator=torch.Generator().manual_seed(seed), on_epoch_end=on_epoch_end, name=name, verbose=verbose)
 
 # %% [markdown]
 # ### 1.2 Learning curves, reconstructions and the latent size
 # One autoencoder per latent size, each trained on the training split with the same budget, optimizer and
-# seed. The latent-32 model is the baseline whose curves and reconstructions are shown. The sizes are compared
-# on validation; only the final autoencoder reads the test set (section 8).
+# seed. The latent-32 model is the baseline whose curves and reconstructions are shown. The test MSE of each
+# size is measured in section 8; here they are compared on validation.
 
 # %%
-AE_TRAIN = replace(AE_RECIPE, num_epochs=P["sweep_epochs"])
+AE_TRAIN = TrainConfig(num_epochs=P["sweep_epochs"])
 sweep_models, sweep_histories, sweep_rows = {}, {}, []
-with section("1.2 latent-size sweep", METRICS):
+with section("1.2 latent-size sweep"):
     for latent in LATENT_SIZES:
         sweep_models[latent] = build_ae(AEConfig(latent=latent))
         sweep_histories[latent] = train_autoencoder(sweep_models[latent], AE_TRAIN, X_train, X_val, name=f"ae-{latent}")
@@ -322,11 +354,11 @@ METRICS["ae"] = {"sweep": sweep_rows, "sweep_config": asdict(AE_TRAIN)}
 # %%
 fig = plot_curves({f"latent {k}": h for k, h in sweep_histories.items()}, logy=True,
                   ylabels=("training MSE", "validation MSE"), title="Convolutional autoencoders: learning curves")
-savefig(fig, FIGURE_DIR / "ae_learning_curves")
+savefig(fig, "ae_learning_curves")
 baseline_ae = sweep_models[32]
 fig = plot_image_rows({"original": GRID, **{f"latent {k}": predict(m, GRID) for k, m in sweep_models.items()}},
                       "Validation images and their reconstructions, by latent size")
-savefig(fig, FIGURE_DIR / "ae_reconstructions")
+savefig(fig, "ae_reconstructions")
 
 
 # %% [markdown] tags=["observation"]
@@ -368,7 +400,7 @@ def corrupt(X, kind, level, seed=SEED):
     return NOISES[kind](X, level, torch.Generator().manual_seed(seed))
 
 # %%
-with section("1.3 denoising autoencoder", METRICS):
+with section("1.3 denoising autoencoder"):
     dae = build_ae(AEConfig(latent=32))
     dae_history = train_autoencoder(dae, replace(AE_TRAIN, num_epochs=P["dae_epochs"]), X_train,
                                     transform=blind_noise, name="dae")
@@ -395,7 +427,7 @@ for kind in NOISE_LEVELS:
     fig = plot_image_rows({f"{kind} {level}": noisy, "plain AE": predict(baseline_ae, noisy),
                            "denoising AE": predict(dae, noisy), "clean": examples},
                           f"Denoising {kind} noise (level {level}) on validation images")
-    savefig(fig, FIGURE_DIR / f"dae_{kind}")
+    savefig(fig, f"dae_{kind}")
 
 
 # %% [markdown] tags=["observation"]
@@ -416,7 +448,7 @@ for kind in NOISE_LEVELS:
 
 # %%
 compare_X = X_train[:P["n_compare"]]
-BASE = replace(AE_RECIPE, optimizer="adam", weight_decay=0.0, num_epochs=P["compare_epochs"])
+BASE = TrainConfig(optimizer="adam", weight_decay=0.0, num_epochs=P["compare_epochs"])
 AE_LR = {"sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 1e-3, "adam": 2e-3, "adamw": 2e-3}
 COMPARE = {name: (AEConfig(), replace(BASE, optimizer=name, lr=lr, weight_decay=0.05 if name == "adamw" else 0.0),
                   None) for name, lr in AE_LR.items()}
@@ -429,7 +461,7 @@ COMPARE |= {
 
 # %%
 compare_histories, compare_rows = {}, []
-with section("2 optimizers and regularization", METRICS):
+with section("2 optimizers and regularization"):
     for name, (mcfg, tcfg, transform) in COMPARE.items():
         compare_histories[name] = train_autoencoder(build_ae(mcfg), tcfg, compare_X, X_val_small,
                                                     transform=transform, name=name, verbose=False)
@@ -444,11 +476,11 @@ METRICS["ae_compare"] = compare_rows
 optimizer_runs = {k: compare_histories[k] for k in AE_LR}
 fig = plot_curves(optimizer_runs, colors=COLORS, logy=True, ylabels=("training MSE", "validation MSE"),
                   title="Autoencoder: optimizers at equal budget")
-savefig(fig, FIGURE_DIR / "ae_optimizers")
+savefig(fig, "ae_optimizers")
 regularizer_runs = {k: compare_histories[k] for k in ["adam", *list(COMPARE)[len(AE_LR):]]}
 fig = plot_curves(regularizer_runs, logy=True, ylabels=("training MSE", "validation MSE"),
                   title="Autoencoder: regularization on top of Adam")
-savefig(fig, FIGURE_DIR / "ae_regularization")
+savefig(fig, "ae_regularization")
 
 
 # %% [markdown] tags=["observation"]
@@ -477,9 +509,9 @@ savefig(fig, FIGURE_DIR / "ae_regularization")
 def suggest_config(trial) -> tuple[AEConfig, TrainConfig]:
     mcfg = AEConfig(latent=32, width=trial.suggest_categorical("width", [16, 24, 32]),
                     dropout=trial.suggest_float("dropout", 0.0, 0.3))
-    tcfg = replace(AE_RECIPE, lr=trial.suggest_float("lr", 3e-4, 1e-2, log=True),
-                   weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-                   num_epochs=P["search_epochs"])
+    tcfg = TrainConfig(lr=trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+                       weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+                       num_epochs=P["search_epochs"])
     return mcfg, tcfg
 
 
@@ -491,7 +523,7 @@ class ReportToTrial:
 
     def __call__(self, epoch, model):
         self.epochs = epoch
-        mse = evaluate(model, F.mse_loss, self.X_val, self.X_val)["loss"]
+        mse = evaluate(model, reconstruction_mse, self.X_val, self.X_val)["loss"]
         self.trial.set_user_attr("epochs", epoch)
         self.trial.report(mse, epoch)
         if self.trial.should_prune():
@@ -578,16 +610,10 @@ else:
     SEARCHES = {"random": lambda: RandomSearch(SEED)}
 studies, search_rows = {}, []
 for name, make_study in SEARCHES.items():
-    with section(f"3 search: {name}", METRICS):
+    with section(f"3 search: {name}"):
         start = time.perf_counter()
         studies[name] = make_study()
-        with progress(desc=f"{name} search", total=P["search_trials"]) as bar:
-            def counted(trial, bar=bar):
-                try:
-                    return objective(trial)
-                finally:  # a pruned trial counts too
-                    bar.update()
-            studies[name].optimize(counted, n_trials=P["search_trials"])
+        studies[name].optimize(objective, n_trials=P["search_trials"])
         trials = studies[name].trials
         search_rows.append({"search": name, "trials": len(trials), "best_val_mse": studies[name].best_value,
                             "pruned": sum(is_pruned(t) for t in trials),
@@ -623,11 +649,11 @@ def plot_importances(importances: dict, title="") -> plt.Figure:
 
 
 fig = plot_search_history(studies)
-savefig(fig, FIGURE_DIR / "search_history")
+savefig(fig, "search_history")
 if optuna is not None:
     importances = optuna.importance.get_param_importances(studies["tpe + pruning"])
     fig = plot_importances(importances, "Hyper-parameter importances (TPE study)")
-    savefig(fig, FIGURE_DIR / "search_importances")
+    savefig(fig, "search_importances")
     print("importances:", {k: round(v, 3) for k, v in importances.items()})
 else:
     importances = {}
@@ -652,7 +678,7 @@ best_study = min(studies.values(), key=lambda s: s.best_value)
 final_ae_cfg, final_ae_train = suggest_config(RandomTrial(0, params=best_study.best_params))
 final_ae_train = replace(final_ae_train, num_epochs=P["final_ae_epochs"])
 print(f"final autoencoder: {final_ae_cfg}\n                   {final_ae_train}")
-with section("3 final autoencoder", METRICS):
+with section("3 final autoencoder"):
     final_ae = build_ae(final_ae_cfg)
     final_ae_history = train_autoencoder(final_ae, final_ae_train, X_train, X_val, name="final-ae")
 print(f"validation MSE {final_ae_history['val_loss'][-1]:.5f}, {count_parameters(final_ae):,} parameters, "
@@ -664,7 +690,7 @@ METRICS["final_ae"] = {"config": asdict(final_ae_cfg) | asdict(final_ae_train), 
                        "train_wall_s": final_ae_history["wall_s"]}
 fig = plot_curves({"final autoencoder": final_ae_history}, logy=True, ylabels=("training MSE", "validation MSE"),
                   title=f"Final autoencoder (latent {final_ae_cfg.latent})")
-savefig(fig, FIGURE_DIR / "final_ae_curves")
+savefig(fig, "final_ae_curves")
 
 # %% [markdown]
 # ## 4. Fine-tuning the encoder for classification
@@ -678,9 +704,7 @@ savefig(fig, FIGURE_DIR / "final_ae_curves")
 #   dropout 0.3), and every weight learns;
 # - **scratch**: the fine-tune architecture from random weights, the baseline without pretraining.
 #
-# The fourth contender is **Homework 1's CNN recipe** (its final convolutional network and training recipe,
-# defined in the shared helpers), trained here on the same images for the same number of epochs, so that
-# pretraining is compared with the supervised reference at matched data and budget.
+# Homework 1's final classifiers are the reference: the numbers are read from its metrics file.
 
 # %%
 class EncoderClassifier(nn.Module):
@@ -706,23 +730,74 @@ class EncoderClassifier(nn.Module):
         return self.head(self.code(x))
 
 
-def make_classifier(mode: str, pretrained: ConvAutoencoder, seed=SEED) -> EncoderClassifier:
-    """probe / fine-tune start from a copy of the pretrained autoencoder; scratch from its architecture, untrained."""
-    ae = copy.deepcopy(pretrained) if mode in ("probe", "fine-tune") else build_ae(pretrained.cfg, seed)
+def make_classifier(mode: str, seed=SEED) -> EncoderClassifier:
+    ae = copy.deepcopy(final_ae) if mode in ("probe", "fine-tune") else build_ae(final_ae_cfg, seed)
     torch.manual_seed(seed)  # the same head initialisation in every mode
     return EncoderClassifier(ae, frozen=mode == "probe").to(device)
 
 
-CLS_TRAIN = replace(AE_RECIPE, lr=3e-3, weight_decay=5e-4, label_smoothing=0.1, num_epochs=P["ft_epochs"])
+CLS_TRAIN = TrainConfig(lr=3e-3, weight_decay=5e-4, label_smoothing=0.1, num_epochs=P["ft_epochs"])
 MODES = ("probe", "fine-tune", "scratch")
 
 
+def cross_entropy(model, xb, yb):
+    return F.cross_entropy(model(xb), yb)
+
+
+def train_classifier(model, cfg: TrainConfig, train, val=None, name="cls", verbose=True, seed=SEED) -> dict:
+    optimizer, scheduler = make_optimizer(model, cfg, len(train[0]))
+    loss_fn = lambda m, xb, yb: F.cross_entropy(m(xb), yb, label_smoothing=cfg.label_smoothing)
+    return fit(model, loss_fn, train, val, optimizer=optimizer, num_epochs=cfg.num_epochs, batch_size=cfg.batch_size,
+               scheduler=scheduler, metric_fn=accuracy, val_loss_fn=cross_entropy,
+               generator=torch.Generator().manual_seed(seed), name=name, verbose=verbose)
+
 # %% [markdown]
-# **Homework 1's numbers and recipe.** When `HW1_METRICS_PATH` exists (it does in the repository; not when this
-# notebook is uploaded alone), the comparison names the file and its digest, shows its final MLP and CNN (test
-# accuracy, throughput, training time; Homework 1 trained them on all 60 000 training images, the models here
-# see the 50 000 of the training split), and takes the CNN recipe that Homework 1 chose on its validation data.
-# Without it, the recipe is the shared default one and no Homework 1 number is quoted.
+# ### 4.1 All labels: accuracy and learning speed
+# Each mode trains on the whole training split with validation after every epoch, so the curves show accuracy
+# against epochs and against wall-clock seconds.
+
+# %%
+classifiers, cls_histories = {}, {}
+with section("4.1 classifiers, all labels"):
+    for mode in MODES:
+        classifiers[mode] = make_classifier(mode)
+        cls_histories[mode] = train_classifier(classifiers[mode], CLS_TRAIN, (X_train, y_train), (X_val, y_val),
+                                               name=mode)
+
+
+def epochs_to(history, level):
+    return next((e for e, a in zip(history["epoch"], history["val_metric"]) if a >= level), None)
+
+
+cls_rows = [{"mode": m, "trainable_params": count_parameters(classifiers[m]), "val_acc": h["val_metric"][-1],
+             "epoch1_val_acc": h["val_metric"][0], "epochs_to_90pct": epochs_to(h, 0.90),
+             "samples_per_s": round(h["samples_per_s"]), "wall_s": round(h["wall_s"], 1)}
+            for m, h in cls_histories.items()]
+show_table(cls_rows)
+METRICS["finetune"] = {"all_labels": cls_rows, "config": asdict(CLS_TRAIN)}
+
+
+# %%
+def plot_learning_speed(histories: dict, references: dict) -> plt.Figure:
+    """Validation accuracy against epochs and against seconds; dashed lines: reference accuracies."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (name, h) in enumerate(histories.items()):
+        axes[0].plot(h["epoch"], h["val_metric"], marker="o", color=f"C{i}", label=name)
+        axes[1].plot(h["time_s"], h["val_metric"], marker="o", color=f"C{i}", label=name)
+    for j, (name, acc) in enumerate(references.items()):
+        for ax in axes:
+            ax.axhline(acc, ls="--", lw=1, color=f"C{len(histories) + j}", label=name)
+    axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="Accuracy per epoch")
+    axes[1].set(xlabel="wall-clock time (s)", ylabel="validation accuracy", title="Accuracy per second")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% [markdown]
+# **Homework 1's numbers.** When `HW1_METRICS_PATH` exists (it does in the repository; not when this notebook
+# is uploaded alone), its final MLP and CNN are the reference: their test accuracy, training throughput and
+# training time. Homework 1 trained them on all 60 000 training images (training and validation split); the
+# models here train on the 50 000 of the training split only.
 
 # %%
 hw1 = json.loads(HW1_METRICS_PATH.read_text()) if HW1_METRICS_PATH.exists() else None
@@ -735,81 +810,21 @@ hw1_rows = [] if hw1 is None else [
      "train_wall_s": round(hw1[name]["train_wall_s"], 1), "test_acc": hw1[name]["test_acc"]}
     for name in ("mlp", "cnn")]
 if hw1 is None:
-    print(f"{HW1_METRICS_PATH} not found: no Homework 1 number is quoted (run homework 1 first to compare).")
+    print(f"{HW1_METRICS_PATH} not found: the comparison with Homework 1 is skipped (run homework 1 first).")
 else:
     print(f"Homework 1 ({hw1['profile']} profile), read from {HW1_SOURCE}:")
     show_table(hw1_rows)
-
-
-def hw1_cnn_recipe(hw1_metrics: dict | None) -> tuple[CNNConfig, TrainConfig]:
-    """Homework 1's final CNN and training recipe from its metrics, else the shared defaults."""
-    if hw1_metrics is None:
-        return CNNConfig(), CNN_TRAIN
-    config = hw1_metrics["cnn"]["config"]  # a field it lacks (an older Homework 1) keeps its default
-    model_cfg = CNNConfig(**{f.name: config[f.name] for f in fields(CNNConfig) if f.name in config})
-    train_cfg = TrainConfig(**{f.name: config[f.name] for f in fields(TrainConfig) if f.name in config})
-    return replace(model_cfg, channels=tuple(model_cfg.channels)), train_cfg
-
-
-RECIPE = "HW1 CNN recipe"  # also its name among the final models
-recipe_model_cfg, recipe_train = hw1_cnn_recipe(hw1)
-recipe_train = replace(recipe_train, num_epochs=CLS_TRAIN.num_epochs)  # the same budget as the modes above
-print(f"{RECIPE} ({'from ' + HW1_SOURCE if hw1 else 'shared default'}):\n  {recipe_model_cfg}\n  {recipe_train}")
-
-# %% [markdown]
-# ### 4.1 All labels: accuracy and learning speed
-# Each model trains on the whole training split with validation after every epoch, so the curves show accuracy
-# against epochs and against wall-clock seconds.
-
-# %%
-# Homework 1 standardises its inputs; the recipe gets the same, with statistics of this training split
-pixel_mean, pixel_std = X_train.mean(), X_train.std()
-standardize = lambda X: (X - pixel_mean) / pixel_std  # noqa: E731
-
-classifiers, cls_histories = {}, {}
-with section("4.1 classifiers, all labels", METRICS):
-    for mode in MODES:
-        classifiers[mode] = make_classifier(mode, final_ae)
-        cls_histories[mode] = train_classifier(classifiers[mode], CLS_TRAIN, (X_train, y_train), (X_val, y_val),
-                                               name=mode, seed=SEED)
-    classifiers[RECIPE] = build(make_cnn, recipe_model_cfg, device, SEED)
-    cls_histories[RECIPE] = train_classifier(classifiers[RECIPE], recipe_train, (standardize(X_train), y_train),
-                                             (standardize(X_val), y_val), name=RECIPE, seed=SEED)
-
-
-def epochs_to(history, level):
-    return next((e for e, a in zip(history["epoch"], history["val_metric"]) if a >= level), None)
-
-
-cls_rows = [{"mode": m, "trainable_params": count_parameters(classifiers[m]), "val_acc": h["val_metric"][-1],
-             "epoch1_val_acc": h["val_metric"][0], "epochs_to_90pct": epochs_to(h, 0.90),
-             "samples_per_s": round(h["samples_per_s"]), "wall_s": round(h["wall_s"], 1)}
-            for m, h in cls_histories.items()]
-show_table(cls_rows)
-METRICS["finetune"] = {"all_labels": cls_rows, "config": asdict(CLS_TRAIN),
-                       "hw1_cnn_recipe": asdict(recipe_model_cfg) | asdict(recipe_train)}
-
-
-# %%
-def plot_learning_speed(histories: dict) -> plt.Figure:
-    """Validation accuracy against epochs and against wall-clock seconds, one line per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (name, h) in enumerate(histories.items()):
-        axes[0].plot(h["epoch"], h["val_metric"], marker="o", color=f"C{i}", label=name)
-        axes[1].plot(h["time_s"], h["val_metric"], marker="o", color=f"C{i}", label=name)
-    axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="Accuracy per epoch")
-    axes[1].set(xlabel="wall-clock time (s)", ylabel="validation accuracy", title="Accuracy per second")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-fig = plot_learning_speed(cls_histories)
-savefig(fig, FIGURE_DIR / "finetune_learning_speed")
+references = {f"HW1 {r['model'][4:]} test accuracy": r["test_acc"] for r in hw1_rows}
+fig = plot_learning_speed(cls_histories, references)
+savefig(fig, "finetune_learning_speed")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** Fine-tuning ends slightly ahead of training from scratch (validation 0.9288 against 0.9212),
+# and the two start alike (0.879 and 0.8764 after one epoch); fine-tuning passes 90% one epoch earlier, after 4
+# epochs against 5. With all labels, pretraining is a head start, not a different result. The frozen code alone
+# reaches 0.8237 with a linear head: the autoencoder's features are useful but were not made for this task. The
+# table above, printed only when Homework 1's metrics are found, gives its classifiers' throughput for comparison.
 
 # %% [markdown]
 # ### 4.2 Few labels
@@ -818,22 +833,24 @@ savefig(fig, FIGURE_DIR / "finetune_learning_speed")
 # 100 per class); each run takes the same number of gradient steps, and is scored on the whole validation set.
 
 # %%
+def stratified_subset(y, n, seed=SEED) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = y.cpu().numpy()
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), n // 10, replace=False) for c in range(10)])
+
+
 few_rows = []
-with section("4.2 few labels", METRICS):
+with section("4.2 few labels"):
     for n_labels in LABEL_COUNTS:
-        # stratified: the class proportions of the training split (n_labels / 10 each in the full profile)
-        idx, _ = train_test_split(np.arange(len(y_train)), train_size=n_labels, stratify=y_train.cpu().numpy(),
-                                  random_state=SEED)
-        idx = torch.as_tensor(idx, device=device)
+        idx = torch.as_tensor(stratified_subset(y_train, n_labels), device=device)
         batch_size = min(128, n_labels)
         epochs = math.ceil(P["few_label_steps"] / math.ceil(n_labels / batch_size))
         for mode in MODES:
-            model = make_classifier(mode, final_ae)
+            model = make_classifier(mode)
             cfg = replace(CLS_TRAIN, num_epochs=epochs, batch_size=batch_size)
-            train_classifier(model, cfg, (X_train[idx], y_train[idx]), verbose=False, seed=SEED)
+            train_classifier(model, cfg, (X_train[idx], y_train[idx]), verbose=False)
             few_rows.append({"labels": n_labels, "mode": mode, "val_acc": accuracy(predict(model, X_val), y_val)})
-few_rows += [{"labels": len(X_train), "mode": r["mode"], "val_acc": r["val_acc"]} for r in cls_rows
-             if r["mode"] in MODES]
+few_rows += [{"labels": len(X_train), "mode": r["mode"], "val_acc": r["val_acc"]} for r in cls_rows]
 show_table(few_rows)
 METRICS["finetune"]["few_labels"] = few_rows
 
@@ -851,7 +868,7 @@ def plot_label_efficiency(rows) -> plt.Figure:
 
 
 fig = plot_label_efficiency(few_rows)
-savefig(fig, FIGURE_DIR / "finetune_few_labels")
+savefig(fig, "finetune_few_labels")
 
 
 # %% [markdown] tags=["observation"]
@@ -873,12 +890,12 @@ folds = list(StratifiedKFold(P["cv_folds"], shuffle=True, random_state=SEED).spl
 assert all(len(np.intersect1d(tr, va)) == 0 for tr, va in folds), "a fold's training and held-out parts overlap"
 assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(len(y_train))), "folds do not cover"
 cv_scores = []
-with section("4.3 cross-validation", METRICS):
+with section("4.3 cross-validation"):
     for k, (tr, va) in enumerate(folds):
-        model = make_classifier("fine-tune", final_ae)
+        model = make_classifier("fine-tune")
         tr, va = torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device)
         train_classifier(model, replace(CLS_TRAIN, num_epochs=P["cv_epochs"]), (X_train[tr], y_train[tr]),
-                         verbose=False, seed=SEED)
+                         verbose=False)
         cv_scores.append(accuracy(predict(model, X_train[va]), y_train[va]))
         print(f"fold {k + 1}/{len(folds)}: accuracy {100 * cv_scores[-1]:.2f}% on {len(va)} held-out images")
 cv_scores = np.array(cv_scores)
@@ -914,7 +931,7 @@ def decode_all(model, Z, labels=None, batch_size=1024) -> torch.Tensor:
                       for idx in batches(len(Z), batch_size)])
 
 
-with section("5 latent space", METRICS):
+with section("5 latent space"):
     codes_train = encode_all(final_ae, X_train).cpu().numpy()
     codes_val = encode_all(final_ae, X_val).cpu().numpy()
     pixel_pca = PCA(final_ae_cfg.latent, random_state=SEED).fit(X_train.flatten(1).cpu().numpy())
@@ -955,7 +972,7 @@ def plot_latent_maps(explained, pca_2d, tsne_2d, labels, tsne_labels) -> plt.Fig
 
 fig = plot_latent_maps(code_pca.explained_variance_ratio_, code_pca.transform(codes_val)[:, :2], tsne, labels_val,
                        labels_val[tsne_idx])
-savefig(fig, FIGURE_DIR / "latent_maps")
+savefig(fig, "latent_maps")
 
 # %% [markdown]
 # ### 5.2 How much class information the codes carry
@@ -965,7 +982,7 @@ savefig(fig, FIGURE_DIR / "latent_maps")
 
 # %%
 probe_rows = []
-with section("5 latent space", METRICS):
+with section("5 latent space"):
     for name, (train_codes, val_codes) in {"autoencoder code": (codes_train, codes_val),
                                            "pixel PCA": (pca_train, pca_val)}.items():
         scaler = StandardScaler().fit(train_codes)
@@ -1008,7 +1025,7 @@ with torch.no_grad():
         rows[f"pixels: {SHORT[a]}→{SHORT[b]}"] = (1 - t[:, :, None, None]) * xa + \
             t[:, :, None, None] * xb
 fig = plot_image_rows(rows, "Interpolation in the latent space (code) and in pixel space")
-savefig(fig, FIGURE_DIR / "interpolation")
+savefig(fig, "interpolation")
 
 # %% [markdown]
 # ### 5.4 New images from latent codes
@@ -1018,13 +1035,13 @@ savefig(fig, FIGURE_DIR / "interpolation")
 # Gaussians. Their samples are decoded below and scored in section 7.
 
 # %%
-with section("5 latent space", METRICS):
+with section("5 latent space"):
     gmm = GaussianMixture(10, covariance_type="full", reg_covar=1e-4, random_state=SEED).fit(codes_train)
     code_mean, code_cov = codes_train.mean(0), np.cov(codes_train, rowvar=False)
 rng = np.random.default_rng(SEED)
 
 
-def sample_gmm(gmm: GaussianMixture, n: int, rng: np.random.Generator) -> np.ndarray:
+def sample_gmm(n: int) -> np.ndarray:
     """Ancestral sampling: pick a component by its weight, then mean + Cholesky factor @ standard normal."""
     component = rng.choice(len(gmm.weights_), n, p=gmm.weights_)
     chol = np.linalg.cholesky(gmm.covariances_)  # (10, d, d); positive definite thanks to reg_covar
@@ -1032,22 +1049,21 @@ def sample_gmm(gmm: GaussianMixture, n: int, rng: np.random.Generator) -> np.nda
     return gmm.means_[component] + np.einsum("nij,nj->ni", chol[component], noise)
 
 
-LATENT_SAMPLERS = {  # name -> (n -> n codes); all draw from the one generator `rng`
+LATENT_SAMPLERS = {
     "AE + N(0, I)": lambda n: rng.standard_normal((n, final_ae_cfg.latent)),
     "AE + Gaussian": lambda n: rng.multivariate_normal(code_mean, code_cov, n),
-    "AE + GMM (10)": lambda n: sample_gmm(gmm, n, rng),
+    "AE + GMM (10)": sample_gmm,
 }
 
 
-def sample_ae(ae: ConvAutoencoder, sampler, n: int) -> torch.Tensor:
-    """n images: codes from sampler(n), decoded by the autoencoder ae."""
-    Z = torch.as_tensor(sampler(n), dtype=torch.float32, device=device)
-    return decode_all(ae, Z)
+def sample_ae(name, n) -> torch.Tensor:
+    Z = torch.as_tensor(LATENT_SAMPLERS[name](n), dtype=torch.float32, device=device)
+    return decode_all(final_ae, Z)
 
 
-fig = plot_image_rows({name: sample_ae(final_ae, sampler, 12) for name, sampler in LATENT_SAMPLERS.items()},
+fig = plot_image_rows({name: sample_ae(name, 12) for name in LATENT_SAMPLERS},
                       "New images decoded from codes sampled from three densities")
-savefig(fig, FIGURE_DIR / "ae_samples")
+savefig(fig, "ae_samples")
 print(f"GMM: mean log-likelihood of training codes {gmm.score(codes_train):.2f}, validation codes "
       f"{gmm.score(codes_val):.2f} (per code, nats)")
 
@@ -1154,8 +1170,8 @@ def train_vae(model, cfg: TrainConfig, X, y, beta=1.0, X_val=None, y_val=None, n
 
 # %%
 VAE_CFG = AEConfig(latent=16, width=final_ae_cfg.width)
-VAE_TRAIN = replace(AE_RECIPE, weight_decay=0.0, num_epochs=P["vae_epochs"])
-with section("6.1 VAE", METRICS):
+VAE_TRAIN = TrainConfig(lr=2e-3, weight_decay=0.0, num_epochs=P["vae_epochs"])
+with section("6.1 VAE"):
     vae = build_vae(VAE_CFG)
     vae_history = train_vae(vae, VAE_TRAIN, X_train, y_train, X_val=X_val, y_val=y_val)
 
@@ -1177,7 +1193,7 @@ def plot_elbo(history, title) -> plt.Figure:
 
 
 fig = plot_elbo(vae_history, f"VAE (latent {VAE_CFG.latent}): terms of the ELBO during training")
-savefig(fig, FIGURE_DIR / "vae_elbo")
+savefig(fig, "vae_elbo")
 vae_val = elbo_scores(vae, X_val)
 METRICS["vae"] = {"config": asdict(VAE_CFG) | asdict(VAE_TRAIN), "val": vae_val, "wall_s": vae_history["wall_s"],
                   "samples_per_s": vae_history["samples_per_s"]}
@@ -1195,9 +1211,9 @@ prior_samples = decode_all(vae, torch.randn(24, VAE_CFG.latent, device=device))
 fig = plot_image_rows({"original": GRID, "VAE reconstruction": decode_all(vae, encode_all(vae, GRID)),
                        "AE reconstruction": predict(final_ae, GRID), "prior sample": prior_samples[:12],
                        "prior sample ": prior_samples[12:]}, "VAE: reconstructions and samples from the prior")
-savefig(fig, FIGURE_DIR / "vae_samples")
+savefig(fig, "vae_samples")
 
-with section("6.2 2-D VAE", METRICS):
+with section("6.2 2-D VAE"):
     vae2d = build_vae(replace(VAE_CFG, latent=2))
     vae2d_history = train_vae(vae2d, replace(VAE_TRAIN, num_epochs=P["vae2d_epochs"]), X_train, y_train, name="vae-2d",
                               verbose=False)
@@ -1219,14 +1235,14 @@ def plot_manifold(model, n=15) -> plt.Figure:
 
 
 fig = plot_manifold(vae2d)
-savefig(fig, FIGURE_DIR / "vae_manifold")
+savefig(fig, "vae_manifold")
 mu2d = encode_all(vae2d, X_val).cpu().numpy()
 fig, ax = plt.subplots(figsize=(6, 4.8))
 scatter = ax.scatter(mu2d[:, 0], mu2d[:, 1], c=labels_val, cmap="tab10", s=3, alpha=0.6, vmin=-0.5, vmax=9.5)
 cbar = fig.colorbar(scatter, ticks=range(10))
 cbar.ax.set_yticklabels(FASHION_CLASSES, fontsize=7)
 ax.set(xlabel="μ₁", ylabel="μ₂", title="2-D VAE: posterior means of validation images")
-savefig(fig, FIGURE_DIR / "vae_latent_2d")
+savefig(fig, "vae_latent_2d")
 
 # %% [markdown]
 # ### 6.3 The effect of β
@@ -1237,7 +1253,7 @@ savefig(fig, FIGURE_DIR / "vae_latent_2d")
 
 # %%
 beta_rows, beta_models = [], {}
-with section("6.3 beta", METRICS):
+with section("6.3 beta"):
     for beta in BETAS:
         beta_models[beta] = build_vae(VAE_CFG)
         train_vae(beta_models[beta], replace(VAE_TRAIN, num_epochs=P["beta_epochs"]), X_train[:P["n_beta"]],
@@ -1251,7 +1267,7 @@ torch.manual_seed(SEED)
 z = torch.randn(10, VAE_CFG.latent, device=device)
 fig = plot_image_rows({f"β = {b:g}": decode_all(m, z) for b, m in beta_models.items()},
                       "Samples from the prior (same codes) for three values of β")
-savefig(fig, FIGURE_DIR / "vae_beta_samples")
+savefig(fig, "vae_beta_samples")
 
 
 # %% [markdown] tags=["observation"]
@@ -1270,7 +1286,7 @@ savefig(fig, FIGURE_DIR / "vae_beta_samples")
 
 # %%
 CVAE_CFG = replace(VAE_CFG, n_classes=10)
-with section("7.1 conditional VAE", METRICS):
+with section("7.1 conditional VAE"):
     cvae = build_vae(CVAE_CFG)
     cvae_history = train_vae(cvae, replace(VAE_TRAIN, num_epochs=P["cvae_epochs"]), X_train, y_train, X_val=X_val,
                              y_val=y_val, name="cvae")
@@ -1282,7 +1298,7 @@ z = torch.randn(8, CVAE_CFG.latent, device=device)
 fig = plot_image_rows({name: decode_all(cvae, z, torch.full((8,), c, device=device))
                        for c, name in enumerate(FASHION_CLASSES)},
                       "CVAE: the same 8 codes decoded with each class label (rows)")
-savefig(fig, FIGURE_DIR / "cvae_samples")
+savefig(fig, "cvae_samples")
 
 # %% [markdown]
 # ### 7.2 Which generator is best? A Fréchet distance in a classifier's feature space
@@ -1299,8 +1315,7 @@ judge = classifiers["scratch"]
 
 
 @torch.no_grad()
-def judge_features(judge: EncoderClassifier, X) -> tuple[np.ndarray, np.ndarray]:
-    """The judge's codes of the images X (the features compared) and its class probabilities."""
+def judge_features(X) -> tuple[np.ndarray, np.ndarray]:
     judge.eval()
     codes = torch.cat([judge.code(X[idx]) for idx in batches(len(X), 1024)])
     return codes.cpu().numpy().astype(np.float64), judge.head(codes).softmax(1).cpu().numpy()
@@ -1312,9 +1327,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
 
 
-def score_generator(judge: EncoderClassifier, name: str, images, reference, labels=None) -> dict:
-    """Fréchet distance of the images' judge features to `reference`, and how the judge sees their classes."""
-    feats, probs = judge_features(judge, images)
+def score_generator(name, images, reference, labels=None) -> dict:
+    feats, probs = judge_features(images)
     counts = np.bincount(probs.argmax(1), minlength=10) / len(probs)
     row = {"generator": name, "frechet": frechet_distance(feats, reference), "confidence": probs.max(1).mean(),
            "confident_share": (probs.max(1) > 0.9).mean(),
@@ -1325,19 +1339,19 @@ def score_generator(judge: EncoderClassifier, name: str, images, reference, labe
 
 # %%
 n_gen = min(P["n_generate"], len(X_val) // 2)
-with section("7.2 generator scores", METRICS):
-    reference, _ = judge_features(judge, X_val[:n_gen])
+with section("7.2 generator scores"):
+    reference, _ = judge_features(X_val[:n_gen])
     torch.manual_seed(SEED)
     cvae_labels = torch.arange(n_gen, device=device) % 10
     GENERATED = {
         "real (other half)": X_val[n_gen:2 * n_gen],
-        **{name: sample_ae(final_ae, sampler, n_gen) for name, sampler in LATENT_SAMPLERS.items()},
+        **{name: sample_ae(name, n_gen) for name in LATENT_SAMPLERS},
         "VAE prior": decode_all(vae, torch.randn(n_gen, VAE_CFG.latent, device=device)),
         **{f"β-VAE β={b:g} prior": decode_all(m, torch.randn(n_gen, VAE_CFG.latent, device=device))
            for b, m in beta_models.items()},
         "CVAE prior": decode_all(cvae, torch.randn(n_gen, CVAE_CFG.latent, device=device), cvae_labels),
     }
-    generator_rows = [score_generator(judge, name, images, reference, cvae_labels if name.startswith("CVAE") else None)
+    generator_rows = [score_generator(name, images, reference, cvae_labels if name.startswith("CVAE") else None)
                       for name, images in GENERATED.items()]
 generator_rows = show_table(generator_rows, ["generator", "frechet", "confidence", "confident_share", "class_entropy",
                                             "label_agreement"], sort_by="frechet")
@@ -1361,10 +1375,10 @@ def plot_generator_scores(rows) -> plt.Figure:
 
 
 fig = plot_generator_scores(generator_rows)
-savefig(fig, FIGURE_DIR / "generator_scores")
+savefig(fig, "generator_scores")
 fig = plot_image_rows({name: images[:12] for name, images in GENERATED.items() if not name.startswith("β")},
                       "Samples of each generator (CVAE: classes 0–9, 0, 1)")
-savefig(fig, FIGURE_DIR / "generator_samples")
+savefig(fig, "generator_samples")
 
 
 # %% [markdown] tags=["observation"]
@@ -1382,71 +1396,54 @@ savefig(fig, FIGURE_DIR / "generator_samples")
 
 # %% [markdown]
 # ## 8. Final evaluation on the test set
-# The final models read the test set here, once each: the final autoencoder, the fine-tuned classifier, Homework
-# 1's CNN recipe as trained in section 4.1, the VAE and the conditional VAE. The assertion checks that nothing
-# read it before. The other models of this notebook (the sweep, the denoising comparison, the probe and the
-# scratch classifier) were compared on validation data and are not scored here.
+# This is the only section that reads test images. The assertion checks that nothing read the sealed test set
+# before. Every model trained above is scored once: the autoencoders of the latent sweep, the final
+# autoencoder, the denoising autoencoder, the three classifiers, and the VAEs.
 
 # %%
-def to_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 test images as [0, 1] tensors on the device, the form every model here was trained on."""
-    return images.float().div(255).unsqueeze(1).to(device)
-
-
-TEST_SCORES = {  # final model -> (model, what its test read computes)
-    "autoencoder": (final_ae, lambda m, X, y: {"mse": evaluate(m, F.mse_loss, X, X)["loss"]}),
-    "fine-tuned classifier": (classifiers["fine-tune"], lambda m, X, y: {"pred": predict(m, X).argmax(1).cpu()}),
-    RECIPE: (classifiers[RECIPE], lambda m, X, y: {"pred": predict(m, standardize(X)).argmax(1).cpu()}),
-    "VAE": (vae, lambda m, X, y: elbo_scores(m, X)),
-    "conditional VAE": (cvae, lambda m, X, y: elbo_scores(m, X, y)),
-}
-
-
-def final_evaluation(scores: dict, n: int) -> tuple[dict, torch.Tensor, str]:
-    """Each final model's single test read on the first n test images (all 10 000 except in the smoke profile);
-    returns the results, the labels of those images and the digest of all the labels (no test image is kept in
-    a notebook variable)."""
-    results = {}
-    for name, (model, score) in scores.items():
-        images, labels = test_set.read(name)
-        results[name] = score(model, to_images(images[:n]), labels[:n].to(device))
-    return results, labels[:n], labels_digest(labels)
-
-
 assert test_set.log == [], f"the test set was read before the final evaluation: {test_set.log}"
-with section("8 final evaluation", METRICS):
-    test_results, y_test, labels_sha256_test = final_evaluation(TEST_SCORES, P["n_test"])
-final_ae_test_mse = test_results["autoencoder"]["mse"]
-cls_test = {mode: float((test_results[name]["pred"] == y_test).float().mean())
-            for mode, name in (("fine-tune", "fine-tuned classifier"), (RECIPE, RECIPE))}
-vae_test, cvae_test = test_results["VAE"], test_results["conditional VAE"]
+METRICS["checks"]["test_reads_before_final"] = len(test_set.log)
+X_test, y_test = test_set.unseal("final evaluation of every model of this notebook")
+X_test, y_test = X_test[:P["n_test"]], y_test[:P["n_test"]]  # all 10 000 except in the smoke profile
+with section("8 final evaluation"):
+    for row in sweep_rows:
+        row["test_mse"] = evaluate(sweep_models[row["latent"]], reconstruction_mse, X_test, X_test)["loss"]
+    final_ae_test_mse = evaluate(final_ae, reconstruction_mse, X_test, X_test)["loss"]
+    dae_test_rows = denoising_table({"plain_ae": baseline_ae, "denoising_ae": dae}, X_test)
+    cls_test = {mode: accuracy(predict(model, X_test), y_test) for mode, model in classifiers.items()}
+    vae_test = elbo_scores(vae, X_test)
+    cvae_test = elbo_scores(cvae, X_test, y_test)
+show_table(sweep_rows, ["latent", "params", "val_mse", "test_mse"])
 print(f"final autoencoder (latent {final_ae_cfg.latent}): test MSE {final_ae_test_mse:.5f} "
       f"(validation {final_ae_history['val_loss'][-1]:.5f})")
 METRICS["final_ae"]["test_mse"] = final_ae_test_mse
-METRICS["test_reads"] = {test_set.name: {"final_models": list(test_set.final_models), "log": test_set.log}}
+METRICS["dae"]["test"] = dae_test_rows
 
 
 # %%
-def plot_latent_sweep(rows, final_latent, final_val_mse) -> plt.Figure:
+def plot_latent_sweep(rows, final_latent, final_mse) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     latents = [r["latent"] for r in rows]
-    ax.plot(latents, [r["val_mse"] for r in rows], marker="o", label=f"sweep ({P['sweep_epochs']} epochs)")
-    ax.scatter([final_latent], [final_val_mse], marker="*", s=150, color="C3", zorder=3,
-               label=f"final AE ({P['final_ae_epochs']} epochs)")
-    ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel="validation MSE per pixel",
+    ax.plot(latents, [r["val_mse"] for r in rows], marker="o", label=f"sweep ({P['sweep_epochs']} epochs): validation")
+    ax.plot(latents, [r["test_mse"] for r in rows], marker="s", label="sweep: test")
+    ax.scatter([final_latent], [final_mse], marker="*", s=150, color="C3", zorder=3,
+               label=f"final AE ({P['final_ae_epochs']} epochs): test")
+    ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel="MSE per pixel",
            title="Reconstruction error against latent size")
     ax.set_xticks(latents, [str(k) for k in latents])
     ax.legend(fontsize=7)
     return fig
 
 
-fig = plot_latent_sweep(sweep_rows, final_ae_cfg.latent, final_ae_history["val_loss"][-1])
-savefig(fig, FIGURE_DIR / "latent_size_mse")
+fig = plot_latent_sweep(sweep_rows, final_ae_cfg.latent, final_ae_test_mse)
+savefig(fig, "latent_size_mse")
 
 # %%
-print("classifiers on the test images:")
+print("denoising on the test images (MSE against the clean image):")
+show_table(dae_test_rows)
+print("\nclassifiers on the test images:")
 for mode, acc in cls_test.items():
-    print(f"  {mode:14s} test accuracy {100 * acc:.2f}%")
+    print(f"  {mode:10s} test accuracy {100 * acc:.2f}%")
 print(f"fine-tuning {P['cv_folds']}-fold CV accuracy {100 * cv_scores.mean():.2f}% ± {100 * cv_scores.std():.2f}%")
 METRICS["finetune"]["test_acc"] = cls_test
 print(f"\nVAE (latent {VAE_CFG.latent}):  test -ELBO {vae_test['neg_elbo']:.2f} nats per image "
@@ -1457,19 +1454,19 @@ METRICS["vae"]["test"] = vae_test | {"bits_per_pixel": vae_test["neg_elbo"] / (7
 METRICS["cvae"]["test"] = cvae_test
 
 # %% [markdown]
-# **Against Homework 1.** The fine-tuned encoder, Homework 1's CNN recipe trained here on the same images for the
-# same epochs, and (when their metrics are found) Homework 1's own final classifiers, on the same test set:
-# accuracy, size and training cost. The fine-tuned model's cost is its own training plus the pretraining.
+# **Against Homework 1.** The fine-tuned encoder and the Homework 1 classifiers on the same test set: accuracy,
+# size and training cost. The fine-tuned model's cost is its own training plus the autoencoder pretraining.
 
 # %%
-ft, recipe = (next(r for r in cls_rows if r["mode"] == mode) for mode in ("fine-tune", RECIPE))
+ft = next(r for r in cls_rows if r["mode"] == "fine-tune")
 comparison = hw1_rows + [
     {"model": "HW2 fine-tuned encoder", "params": count_parameters(classifiers["fine-tune"]),
      "epochs": CLS_TRAIN.num_epochs, "train_images": len(X_train), "samples_per_s": ft["samples_per_s"],
      "train_wall_s": round(ft["wall_s"] + final_ae_history["wall_s"], 1), "test_acc": cls_test["fine-tune"]},
-    {"model": "HW2: HW1's CNN recipe, same data and epochs", "params": count_parameters(classifiers[RECIPE]),
-     "epochs": recipe_train.num_epochs, "train_images": len(X_train), "samples_per_s": recipe["samples_per_s"],
-     "train_wall_s": recipe["wall_s"], "test_acc": cls_test[RECIPE]},
+    {"model": "HW2 same network, scratch", "params": count_parameters(classifiers["scratch"]),
+     "epochs": CLS_TRAIN.num_epochs, "train_images": len(X_train),
+     "samples_per_s": next(r["samples_per_s"] for r in cls_rows if r["mode"] == "scratch"),
+     "train_wall_s": next(r["wall_s"] for r in cls_rows if r["mode"] == "scratch"), "test_acc": cls_test["scratch"]},
 ]
 show_table(comparison, sort_by="test_acc", descending=True)
 METRICS["hw1_comparison"] = comparison
@@ -1483,43 +1480,15 @@ for r in hw1_rows:  # sentences from the numbers, so they hold for whichever run
           f"here with pretraining; source {HW1_SOURCE}")
 
 
-# %% [markdown]
-# **Per class.** Where do the classifiers differ? Per-class F1 on the test set for the fine-tuned encoder and
-# Homework 1's CNN recipe trained here, and, when Homework 1's metrics are found, for Homework 1's own final CNN,
-# from the predictions of its single test read (stored in its metrics, one digit per image, with the digest of
-# the labels, which checks that both notebooks scored the same images in the same order). Confusion matrices
-# side by side.
-
-# %%
-def class_predictions(hw1_metrics: dict | None, n: int, labels_sha256: str) -> dict[str, np.ndarray]:
-    """Predicted classes on the first n test images: this notebook's final classifiers, and Homework 1's final
-    CNN when its stored predictions were made on the same test split (same labels digest)."""
-    preds = {"HW2 fine-tuned": test_results["fine-tuned classifier"]["pred"].numpy(),
-             "HW2: HW1's CNN recipe": test_results[RECIPE]["pred"].numpy()}
-    stored = (hw1_metrics or {}).get("test_predictions")
-    if stored is not None and stored["labels_sha256"] == labels_sha256:
-        preds["HW1 final CNN"] = np.array([int(c) for c in stored["cnn"][:n]])
-    elif stored is not None:
-        print("Homework 1's stored predictions were made on other test labels: not compared")
-    return preds
-
-
-class_preds = class_predictions(hw1, len(y_test), labels_sha256_test)
-y_true = y_test.numpy()
-f1 = {name: precision_recall_fscore_support(y_true, pred, labels=range(10), zero_division=0)[2]
-      for name, pred in class_preds.items()}
-per_class_rows = [{"class": c, **{name: float(scores[i]) for name, scores in f1.items()}}
-                  for i, c in enumerate(FASHION_CLASSES)]
-print("per-class F1 on the test set:")
-show_table(per_class_rows, sort_by=next(iter(f1)))
-fig = plot_confusions({name: confusion_matrix(y_true, pred, labels=range(10)) for name, pred in class_preds.items()},
-                      FASHION_CLASSES, "Test confusion matrices (% of the true class)")
-savefig(fig, FIGURE_DIR / "classifier_confusions")
-METRICS["finetune"]["per_class_f1"] = per_class_rows
-
-
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** Test and validation agree everywhere, as they should when no choice saw the test set: the
+# final autoencoder's test MSE is 0.00670 (validation 0.00678), under the 0.008 target at latent size 32; the
+# sweep's 3-epoch models score 0.03175 to 0.007472 from latent 2 to 64. The denoising autoencoder holds its
+# error between 0.01058 and 0.01864 over all corruptions. The fine-tuned classifier reaches 92.32% (target 92%),
+# the scratch one 92.04% and the linear probe 81.71%; the VAE's −ELBO is 242.25 nats per image (validation
+# 241.05) and the conditional VAE's 240.99. The lines printed under the table compare the fine-tuned encoder
+# with Homework 1's classifiers when that run's metrics were found (they name the file and its digest); its
+# CNN is deeper (five 3×3 convolutions against two strided ones) and trained on 10 000 more images.
 
 # %% [markdown]
 # ## Conclusion
@@ -1542,7 +1511,7 @@ summary = [
 ]
 show_table(summary)
 print(f"\nwall time per section (s): {METRICS['wall_time_s']}")
-write_metrics(METRICS, METRICS_PATH, device)
+write_metrics(METRICS_PATH)
 
 # %% [markdown]
 # **What this notebook does not do**, so that no number above is read for more than it is:
@@ -1558,7 +1527,6 @@ write_metrics(METRICS, METRICS_PATH, device)
 #   log-likelihood, and grey levels used as Bernoulli targets make it a cross-entropy, not a normalised density.
 # - The Fréchet distance uses the 32-dimensional code of a small classifier trained here: its values rank the
 #   generators of this notebook and are not comparable with published FID numbers.
-# - Homework 1's own classifiers trained on 60 000 images and these on the 50 000 of the training split; the
-#   fair comparison is with Homework 1's CNN recipe, which section 4.1 trains here on the same images for the
-#   same epochs.
+# - Homework 1's classifiers trained on 60 000 images and these on the 50 000 of the training split, which
+#   slightly favours Homework 1 in the comparison.
 # - The committed outputs come from the CPU; the GPU path is the same code but was not run for this commit.

@@ -3,7 +3,6 @@
 Outputs (figures, metrics) go to a temporary folder so the committed full-run artefacts stay untouched.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,16 +45,14 @@ def notebook_outputs_text(nb) -> str:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """Execute each existing notebook in the smoke profile; return {key: (notebook, metrics, figure_dir)}."""
-    results, env = {}, dict(os.environ)
+    results = {}
     for key, name in NOTEBOOKS.items():
         if not (ROOT / f"{name}.ipynb").exists():
             continue
         out_dir = tmp_path_factory.mktemp(f"smoke_{key}")
         proc = subprocess.run([sys.executable, "tools/run_notebook.py", f"{name}.ipynb", "--profile", "smoke",
                                "--outputs", str(out_dir), "--timeout", "900"],
-                              cwd=ROOT, capture_output=True, text=True, env=env)
-        # Homework 2 compares with the Homework 1 run just made (the empty-folder test covers running without)
-        env["HW_HW1_METRICS_PATH"] = str(out_dir / "hw1_metrics.json")
+                              cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, f"{name} failed in the smoke profile:\n{proc.stderr[-6000:]}"
         nb = nbformat.read(out_dir / f"{name}.ipynb", as_version=4)
         metrics = json.loads((out_dir / f"{key}_metrics.json").read_text())

@@ -41,7 +41,7 @@ def printed_lines(key, m):
                 f"in-memory batching vs DataLoader, mlp (section 1.2): "
                 f"{m['appendix']['F']['in_memory_speedup']['mlp (section 1.2)']:.1f}x"]
     return [f"test MSE {m['final_ae']['test_mse']:.5f}",
-            f"{'fine-tune':14s} test accuracy {100 * m['finetune']['test_acc']['fine-tune']:.2f}%",
+            f"fine-tune  test accuracy {100 * m['finetune']['test_acc']['fine-tune']:.2f}%",
             f"test -ELBO {m['vae']['test']['neg_elbo']:.2f} nats per image",
             f"[time] 8 final evaluation: {m['wall_time_s']['8 final evaluation']:.1f}s"]
 
