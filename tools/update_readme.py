@@ -17,11 +17,21 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def best_baseline_error(reg: dict) -> float:
+    sim = reg["simulation"]
+    return next(r["error_vs_truth"] for r in sim["methods"] if r["method"] == sim["best_baseline"])
+
+
 def hw1_rows(m: dict) -> list[str]:
     reg, mlp, cnn = m["regression"], m["mlp"], m["cnn"]
     rows = [
-        f"| HW1 regression (MLP ensemble of {reg['ensemble_size']}) | CV MSE {reg['ensemble_cv_mse']['mean']:.4f} "
-        f"± {reg['ensemble_cv_mse']['std']:.4f} | test MSE {reg['test_mse']:.4f} | — |",
+        f"| HW1 regression network ensemble, {len(reg['family'])} simulated data sets | CV MSE "
+        f"{reg['cv_mse']['mean']:.4f} ± {reg['cv_mse']['std']:.4f} | error vs truth "
+        f"{reg['error_vs_truth']['mean']:.4f} ± {reg['error_vs_truth']['std']:.4f} "
+        f"(best baseline, {reg['simulation']['best_baseline']}: {best_baseline_error(reg):.4f}) | — |",
+        *([f"| HW1 regression network ensemble, course file | CV MSE "
+           f"{next(r for r in reg['course']['methods'] if r['method'] == 'network')['cv_mse']:.4f} "
+           f"| test MSE {reg['course']['test']['network ensemble']['test_mse']:.4f} | — |"] if "course" in reg else []),
         f"| HW1 FashionMNIST MLP {tuple(mlp['best_config']['hidden'])} | CV acc {pct(mlp['cv_acc']['mean'])} "
         f"± {pct(mlp['cv_acc']['std'])} | test acc **{pct(mlp['test_acc'])}** | {mlp['samples_per_s']:,.0f} |",
         f"| HW1 FashionMNIST CNN {tuple(cnn['config']['channels'])} | val acc {pct(cnn['val_acc'])} "
@@ -60,6 +70,11 @@ def render() -> str:
                      f"{m['environment']['cpu_threads']} CPU threads ({m['environment']['device']}, "
                      f"torch {m['environment']['torch']})")
     lines += ["", *[f"- {t}" for t in times]]
+    sizes = [sum(r["bytes"] for r in json.loads(path.read_text()).get("checkpoints", {}).values())
+             for path in sorted((ROOT / "report").glob("hw*_metrics.json"))]
+    if sum(sizes):
+        lines.append(f"- weights of the final models in `checkpoints/` (float16, what `verify` loads): "
+                     f"{sum(sizes) / 1e6:.1f} MB")
     profile_times = ROOT / "report" / "profile_times.json"
     if profile_times.exists():
         for key, runs in sorted(json.loads(profile_times.read_text()).items()):
