@@ -1,9 +1,10 @@
 # %% [markdown] tags=["observation"]
 # # Homework 1 — Supervised deep learning
 #
-# **Headline results** (full profile, 2-core CPU, 3755.8 s in all): FashionMNIST MLP test accuracy **91.52%**
-# and CNN **93.29%**; the regression: written after the full run. In the appendices, a network written in NumPy
-# alone reaches **88.73%** on the FashionMNIST test set (this run had no copy of CIFAR-10, its intended data set).
+# **Headline results** (full profile, 2-core CPU, 4632.6 s in all): FashionMNIST MLP test accuracy **91.18%**
+# and CNN **93.64%**; on the course's regression file the network ensemble reaches a test MSE of **1.124**
+# (Gaussian process 1.237, polynomial 8.41). In the appendices, a network written in NumPy alone reaches
+# **54.00%** on the CIFAR-10 test set.
 #
 # This notebook solves the supervised homework end to end on a laptop CPU:
 #
@@ -697,7 +698,13 @@ METRICS["mlp"]["optimizers"] = opt_rows
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** Adam has the best mean validation accuracy (0.8675, sd 0.0005249 over 3 seeds) and AdamW
+# ties with it (0.8666): decoupled weight decay of 0.05 changes nothing visible after 15 epochs on 10 000 images.
+# Momentum (0.8592), RMSprop (0.8577) and Nesterov (0.8568) follow within one another's spread, and plain SGD is
+# last (0.8441) at its constant learning rate. RMSprop's last epoch (0.8203) falls well below its best, the mark of
+# a learning rate at the edge of stability. The adaptive methods also fit the training set fastest (final training
+# loss 0.1582 for Adam against 0.3339 for SGD). The ranking holds for these learning rates only: none was tuned
+# per optimizer here (section 3.2 tunes the chosen one).
 
 # %% [markdown]
 # ### 2.3 Classification: regularization, initialization and activation functions
@@ -755,7 +762,14 @@ savefig(fig, FIGURE_DIR / "mlp_regularization")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** Only label smoothing 0.1 beats the unregularized baseline by more than the seed-to-seed spread
+# (0.871 against 0.8675). Its negative generalization gap (-0.1699) is an artefact, not better generalization:
+# label smoothing raises the training loss by construction, so training loss and validation loss are no longer
+# comparable. Dropout and L1 shrink the gap (0.1376 and 0.147 against 0.2873) without changing the accuracy.
+# Batch norm peaks early (best epoch 7) and then overfits to 0.8504 at the last epoch, and early stopping, which
+# restores its best epoch, stops too soon at this patience (0.8593). Augmentation costs the most (0.8413): after
+# 15 epochs on 10 000 images the augmented network is still fitting (gap -0.01887), so at this budget it only
+# slows learning; section 4 meets the same effect for the CNN.
 
 # %% [markdown]
 # ## 3. Hyper-parameter search with k-fold cross-validation
@@ -987,10 +1001,10 @@ print(f"CV accuracy of the selected configuration: {100 * mlp_search_rows[0]['cv
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Batch norm appears in the two best configurations, both found by the random search; the
-# selected 1024-1024 network reaches 85.66% ± 0.15% over the 3 folds. These scores come from 6 epochs on 6 667
-# images per fold, so they rank configurations rather than predict the final accuracy: the final model trains
-# on all 60 000 images for 20 epochs.
+# **Observation.** The selected configuration, a 1024-1024 ReLU network with batch norm and light dropout
+# trained with AdamW, reaches 85.71% ± 0.14% over the 3 folds. These scores come from 6 epochs on one fold's share
+# of the images, so they rank configurations rather than predict the final accuracy: the final model trains on all
+# 60 000 images for 20 epochs, with label smoothing 0.1.
 
 # %% [markdown]
 # **The final MLP.** The selected configuration is trained on all training images for longer, with the warm-up + cosine
@@ -1094,10 +1108,12 @@ savefig(fig, FIGURE_DIR / "cnn_design")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Batch norm is the largest single gain (0.903 against 0.8692 for the plain network). At this
-# budget (8 000 images, 5 epochs) dropout and augmentation do not pay off (0.8953 and 0.8702). Flip test-time
-# augmentation lowers the accuracy of every model trained without flips and changes the flip-trained one by a hair
-# (0.8706 against 0.8702), so the final CNN uses batch norm without dropout, augmentation or TTA.
+# **Observation.** Batch norm is the largest single gain (0.9019 against 0.8688 for the plain network, one
+# seed each). At this budget (8 000 images, 5 epochs) dropout (0.898) and augmentation (0.8679) do not pay off;
+# the budget is too small for augmentation to show an effect, so this comparison cannot settle it for the longer
+# final run. Flip test-time augmentation lowers the accuracy of every model trained without flips (0.8053 for the
+# batch-norm network) and helps only the flip-trained one (0.8726 against 0.8679), so the final CNN uses batch
+# norm without dropout, augmentation or TTA.
 
 # %% [markdown]
 # **The final CNN** uses the best variant's recipe on all training images for the full budget; flip TTA is used
@@ -1177,7 +1193,11 @@ METRICS["test_predictions"] = {"mlp": "".join(map(str, mlp_test_logits.argmax(1)
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** The final MLP reaches 91.18% test accuracy and the final CNN 93.64%. Both lie above the
+# validation numbers beside them (85.71% CV for the MLP, 90.19% for the CNN design run) because those come from
+# the search budgets (6 epochs on a fold's share of images; 5 epochs on 8 000 images), while the final models
+# train for longer on all 60 000 training images: the search numbers rank recipes, they do not predict the final
+# accuracy. Folding the 5 batch norms into the convolutions moved no logit by more than 4.5e-06.
 
 # %% [markdown]
 # **Regression.** With the course's files present, each regression method reads their test file once; without
@@ -1223,9 +1243,9 @@ show_table(per_class_rows, sort_by="cnn_acc");
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Shirt is the hardest class for both models (0.75 for the MLP, 0.769 for the CNN); it is
+# **Observation.** Shirt is the hardest class for both models (0.75 for the MLP, 0.785 for the CNN); it is
 # confused with T-shirt/top, pullover and coat, classes that share its silhouette. The CNN gains most on the upper-
-# body garments, coat (0.855 → 0.898) and pullover (0.863 → 0.904), where local texture and collar shapes matter.
+# body garments, coat (0.845 → 0.912) and pullover (0.849 → 0.904), where local texture and collar shapes matter.
 
 # %% [markdown]
 # ## 6. Inside the networks
@@ -1315,11 +1335,11 @@ METRICS["visual"]["activations"] = activation_rows
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** In the unregularized ReLU MLP, 0.1211 of the second-layer units are dead on all 2 000 images
-# (0.02344 in the first layer), while batch norm keeps every unit of the final MLP and the CNN alive (dead fraction
-# 0). The bounded activations saturate instead: 0.4448 of the tanh network's first-layer outputs lie within 1% of ±1,
-# and 0.4331 of the sigmoid network's within 1% of 0 or 1, where the derivative nearly vanishes. With two hidden
-# layers that costs little (the sigmoid MLP of section 2.3 reached 0.8603); appendix C shows how it compounds in
+# **Observation.** In the unregularized ReLU MLP, 0.1094 of the second-layer units are dead on all 2 000 images
+# (0.02734 in the first layer), while batch norm keeps every unit of the final MLP and the CNN alive (dead fraction
+# 0). The bounded activations saturate instead: 0.4459 of the tanh network's first-layer outputs lie within 1% of
+# ±1, and 0.4331 of the sigmoid network's within 1% of 0 or 1, where the derivative nearly vanishes. With two hidden
+# layers that costs little (the sigmoid MLP of section 2.3 reached 0.8632); appendix C shows how it compounds in
 # deep networks.
 
 # %% [markdown]
@@ -1458,11 +1478,11 @@ METRICS["visual"]["actmax_confidence"] = dict(zip(FASHION_CLASSES, conf_of_targe
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Most synthesised inputs drive their class to a confident prediction (0.999 for the shirt, 0.993
-# for the bag), but within the step budget the ankle boot reaches only 0.55 and the sandal and the sneaker 0.748
-# and 0.756. The images are blurred textures rather than recognisable garments: the CNN's class evidence can be
-# satisfied by local patterns in the right places. Stronger image priors (more blur, a total-variation penalty, or
-# starting from the class mean) would give more natural pictures.
+# **Observation.** Every synthesised input drives its class to a confident prediction, from 0.796 for the ankle
+# boot and 0.852 for the sneaker up to 0.998 for the bag and 1 (to three decimals) for the shirt. Confidence is not
+# likeness: the CNN's class evidence can be satisfied by local patterns in the right places, so compare each image
+# with its class's mean image before reading a garment into it. Stronger image priors (more blur, a
+# total-variation penalty, or starting from the class mean) give more natural pictures.
 
 # %% include: hw1_appendix_a_autodiff.py
 # %% include: hw1_appendix_b_numpy.py

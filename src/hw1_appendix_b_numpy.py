@@ -349,12 +349,11 @@ METRICS["appendix"]["B"].update({
 
 # %% [markdown] tags=["observation"]
 # **Observation.** The backward pass agrees with autograd to rounding (relative errors near 1e-16) and with
-# finite differences to 2.16e-08, the rounding error of the difference quotient, far below the 1e-6 bar.
-# **This run found no CIFAR-10**: `data/cifar10.npz` was missing and torchvision does not import here, so, as
-# printed above, the appendix trained on FashionMNIST, and its numbers are not comparable with the CIFAR-10
-# targets (42% in the assignment, 50% ours). On FashionMNIST the tuned learning rates are 0.0003 for Adam, the
-# smallest value tried, and 0.1 for SGD, the largest, so the grids should be widened in both directions. At equal
-# budget Adam beats SGD (0.8768 against 0.862 after six epochs on 15 000 images); L2 and the decay make no
-# difference a seed could not reverse (without L2 0.877, without decay 0.8732). The rule keeps the best ablation,
-# here the recipe without L2, although its lead is inside the noise. The final network trains on all 45 000 images
-# for ten epochs and reaches **88.73%** test accuracy (validation 90.08%), with pure NumPy at 9226 samples/s.
+# finite differences to 2.21e-08, the rounding error of the difference quotient, far below the 1e-6 bar. On
+# CIFAR-10 the tuned learning rates are 0.0003 for Adam and 0.01 for SGD, each the smallest value tried, so the
+# grids should be widened downwards. At equal budget Adam beats SGD (0.4726 against 0.441 after six epochs); L2 and
+# the learning-rate decay make differences a seed could reverse (without L2 0.4712, without decay 0.4686), so they
+# are kept as the recipe rather than ranked. The final network reaches **54.00%** test accuracy (validation
+# 54.12%), above the assignment's 42% and our 50% target, in pure NumPy at 1760 samples/s. Its validation loss
+# rises after epoch 4 (1.3754 to 1.4666) while the training loss keeps falling to 0.4346: the MLP overfits CIFAR-10,
+# and more regularization or augmentation is the next thing to try.

@@ -196,4 +196,8 @@ METRICS["appendix"]["F"] = {"rows": speed_rows, "in_memory_speedup": speedup, "p
                             "cnn_eval_samples_per_s": eval_rates}
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Written after the full run.
+# **Observation.** Batching from in-memory tensors beats the DataLoader by 2.7x for the small MLP of section
+# 1.2, 1.5x for the final MLP and 1.1x for the final CNN: the per-batch overhead it removes matters less as the
+# work per batch grows, and for the CNN the convolutions dominate. Every recipe kept its accuracy within 0.5 points
+# with in-memory tensors. Folding batch norm into the convolutions did not speed up evaluation on this CPU
+# (0.95x, 1,240 against 1,302 images/s): here the convolutions, not the batch-norm layers, take the time.
