@@ -281,7 +281,8 @@ ae = build_ae(AEConfig())
 print("encoder:")
 encoder_trace = shape_trace(nn.Sequential(*ae.features, ae.to_code), X_train[:64])
 print("decoder:")
-decoder_trace = shape_trace(nn.Sequential(*ae.from_code, *ae.upsample, nn.Sigmoid()), torch.zeros(64, 32))
+decoder_trace = shape_trace(nn.Sequential(*ae.from_code, *ae.upsample, nn.Sigmoid()),
+                            torch.zeros(64, 32, device=X_train.device))
 assert encoder_trace[-1][1] == (64, 32) and decoder_trace[-1][1] == (64, 1, 28, 28)
 print(f"parameters: {count_parameters(ae):,}")
 
