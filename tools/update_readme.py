@@ -70,6 +70,11 @@ def render() -> str:
                      f"{m['environment']['cpu_threads']} CPU threads ({m['environment']['device']}, "
                      f"torch {m['environment']['torch']})")
     lines += ["", *[f"- {t}" for t in times]]
+    hw1 = ROOT / "report" / "hw1_metrics.json"
+    if hw1.exists():  # the speed of the machine, so that times measured elsewhere can be compared
+        gflops = json.loads(hw1.read_text())["appendix"]["F"]["matmul_gflops"]
+        lines.append(f"- the machine of HW1's run multiplies float32 matrices at {gflops:.0f} GFLOP/s "
+                     f"(appendix F); scale the times by your machine's speed")
     sizes = [sum(r["bytes"] for r in json.loads(path.read_text()).get("checkpoints", {}).values())
              for path in sorted((ROOT / "report").glob("hw*_metrics.json"))]
     if sum(sizes):
@@ -78,7 +83,9 @@ def render() -> str:
     profile_times = ROOT / "report" / "profile_times.json"
     if profile_times.exists():
         for key, runs in sorted(json.loads(profile_times.read_text()).items()):
-            measured = ", ".join(f"`{p}` {r['wall_s'] / 60:.1f} min" for p, r in sorted(runs.items()))
+            measured = ", ".join(f"`{p}` {r['wall_s'] / 60:.1f} min ({r['cpu_threads']} thread"
+                                 f"{'s' if r['cpu_threads'] != 1 else ''}, {r['date']})"
+                                 for p, r in sorted(runs.items()))
             lines.append(f"- {key.upper()} smaller profiles, whole notebook with kernel start: {measured}")
     lines.append(END)
     return "\n".join(lines)
