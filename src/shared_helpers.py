@@ -110,8 +110,6 @@ def idx_path(folder: Path, name: str) -> Path | None:
 
 def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRRORS, timeout: float = 60) -> Path:
     """Fetch NAME.gz from the first mirror that serves it with the right content; write it atomically."""
-    from tqdm import tqdm  # the text bar: no widget state in a saved notebook
-
     folder.mkdir(parents=True, exist_ok=True)
     target, part = folder / f"{name}.gz", folder / f"{name}.part.gz"  # never matches a name we read
     failures = []
@@ -178,21 +176,42 @@ def load_fashion_mnist(data_dir: Path, mirrors=FASHION_MIRRORS) -> dict[str, tor
 
 
 # %% [markdown]
-# The test set is wrapped in `SealedTestSet`: reading it requires `unseal(reason)`, which is logged. The
-# final sections assert the log is empty before they evaluate, so no choice above can have seen it.
+# **The test sets are sealed.** A `SealedTestSet` is the only place that keeps a test split. Each final model
+# (a model whose test number the notebook reports; each notebook lists them in one place) reads it once, by
+# name: `read(model)` loads the data on the first read, logs the name and returns the data; a second read for
+# the same model, or a read for a model not on the list, raises. The metrics record the log. Analyses that
+# compare final models on the test set reuse the predictions of those single reads.
 
 # %%
 class SealedTestSet:
-    def __init__(self, X: torch.Tensor, y: torch.Tensor):
-        self._X, self._y = X, y
-        self.log: list[str] = []
+    def __init__(self, name: str, load, final_models: tuple[str, ...]):
+        self.name, self.final_models, self.log = name, tuple(final_models), []
+        self._load, self._data = load, None
 
-    def unseal(self, reason: str) -> tuple[torch.Tensor, torch.Tensor]:
-        self.log.append(reason)
-        return self._X, self._y
+    def read(self, model: str):
+        if model not in self.final_models:
+            raise ValueError(f"{model!r} is not a final model of the {self.name} test set {self.final_models}")
+        if model in self.log:
+            raise RuntimeError(f"the {self.name} test set was read for {model!r} already")
+        if self._data is None:
+            self._data = self._load()  # a load that fails (a bad file) leaves the model unread
+        self.log.append(model)
+        return self._data
 
-    def __len__(self) -> int:
-        return len(self._y)
+
+def labels_digest(labels) -> str:
+    """SHA-256 of the labels written as one digit string: names a test split's order without holding it."""
+    return hashlib.sha256("".join(map(str, torch.as_tensor(labels).tolist())).encode()).hexdigest()
+
+
+def seal_arrays(name: str, X, y, final_models: tuple[str, ...]) -> SealedTestSet:
+    """A SealedTestSet holding X and y (the caller keeps no reference of its own)."""
+    return SealedTestSet(name, lambda: (X, y), final_models)
+
+
+def seal_test_split(data: dict, name: str, final_models: tuple[str, ...]) -> SealedTestSet:
+    """Move the test split out of the loader's dict into a SealedTestSet: afterwards nothing else holds it."""
+    return seal_arrays(name, data.pop("test_images"), data.pop("test_labels"), final_models)
 
 
 # %% [markdown]
@@ -225,10 +244,11 @@ def random_shift_flip(X: torch.Tensor, generator: torch.Generator, max_shift: in
 
 # %% [markdown]
 # **One training loop for every model.** `fit` takes a `loss_fn(model, xb, yb) -> loss`, so the classifier,
-# the regressor and (in Homework 2) the autoencoders differ only in that closure. It optionally transforms
-# each training batch (augmentation, noise), steps a per-batch scheduler, evaluates on validation data after
-# each epoch (with `val_loss_fn`, the plain objective without penalties, when given), and with `patience`
-# stops after that many epochs without improvement and restores the best weights.
+# the regressor and (in Homework 2) the autoencoders differ only in that closure. `train` is a tuple of tensors
+# indexed alike, usually (inputs, targets); a further tensor (a per-point mask) reaches `loss_fn` as well. It
+# optionally transforms each training batch (augmentation, noise), steps a per-batch scheduler, evaluates on
+# validation data after each epoch with `val_criterion(outputs, targets)` (the plain objective, without
+# penalties), and with `patience` stops after that many epochs without improvement and restores the best weights.
 
 # %%
 @torch.no_grad()
@@ -237,20 +257,13 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 1024) -> torch.
     return torch.cat([model(X[idx]) for idx in batches(len(X), batch_size)])
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loss_fn, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+def evaluate(model: nn.Module, criterion, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
              metric_fn=None) -> dict[str, float]:
-    """Mean loss over (X, y), plus metric_fn(outputs, y) if given (e.g. accuracy)."""
-    model.eval()
-    total, outputs = 0.0, []
-    for idx in batches(len(X), batch_size):
-        out = model(X[idx])
-        total += float(loss_fn(lambda _: out, X[idx], y[idx])) * len(idx)  # the closure reuses this forward pass
-        if metric_fn is not None:
-            outputs.append(out)
-    result = {"loss": total / len(X)}
+    """criterion(outputs, y) over all of (X, y), e.g. F.cross_entropy, plus metric_fn(outputs, y) if given."""
+    outputs = predict(model, X, batch_size)
+    result = {"loss": float(criterion(outputs, y))}
     if metric_fn is not None:
-        result["metric"] = float(metric_fn(torch.cat(outputs), y))
+        result["metric"] = float(metric_fn(outputs, y))
     return result
 
 
@@ -260,10 +273,10 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, optimizer,
         num_epochs: int, batch_size: int = 256, scheduler=None, transform=None, patience: int | None = None,
-        metric_fn=None, val_loss_fn=None, generator: torch.Generator | None = None, on_epoch_end=None,
+        generator: torch.Generator, val_criterion=None, metric_fn=None, on_epoch_end=None,
         name: str = "model", verbose: bool = True) -> dict:
-    X, y = train
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    """Train `model` on `train` = (X, y, ...) with minibatches drawn from `generator`; return the history."""
+    X = train[0]
     history = {"epoch": [], "train_loss": [], "val_loss": [], "val_metric": [], "time_s": []}
     best_loss, best_state, best_epoch, bad_epochs = math.inf, None, 0, 0
     start, seen, train_s = time.perf_counter(), 0, 0.0
@@ -272,10 +285,10 @@ def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, op
         epoch_start = time.perf_counter()
         running = 0.0
         for idx in batches(len(X), batch_size, generator):
-            xb, yb = X[idx], y[idx]
+            xb, *rest = (t[idx] for t in train)
             if transform is not None:
                 xb = transform(xb, generator)
-            loss = loss_fn(model, xb, yb)
+            loss = loss_fn(model, xb, *rest)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -289,7 +302,7 @@ def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, op
         history["time_s"].append(time.perf_counter() - start)
         line = f"[{name}] epoch {epoch:3d}/{num_epochs} | train {history['train_loss'][-1]:.4f}"
         if val is not None:
-            scores = evaluate(model, val_loss_fn or loss_fn, *val, metric_fn=metric_fn)
+            scores = evaluate(model, val_criterion, *val, metric_fn=metric_fn)
             history["val_loss"].append(scores["loss"])
             history["val_metric"].append(scores.get("metric", math.nan))
             line += f" | val {scores['loss']:.4f}" + (f" | acc {100 * scores['metric']:5.2f}%"
@@ -307,9 +320,11 @@ def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, op
             if verbose:
                 print(f"[{name}] early stop: no val improvement for {patience} epochs")
             break
-    if best_state is not None and patience is not None:
+    restored = best_state is not None and patience is not None
+    if restored:
         model.load_state_dict(best_state)
     history["best_epoch"] = best_epoch if val is not None else len(history["epoch"])
+    history["final_epoch"] = best_epoch if restored else len(history["epoch"])  # the epoch of the returned weights
     history["wall_s"] = time.perf_counter() - start
     history["samples_per_s"] = seen / max(train_s, 1e-9)  # training steps only, evaluation excluded
     return history
@@ -352,8 +367,135 @@ def shape_trace(model: nn.Sequential, x: torch.Tensor) -> list[tuple[str, tuple]
 
 
 # %% [markdown]
+# **Training recipes.** A `TrainConfig` names everything about how a model learns: optimizer (from the
+# registry), learning rate, weight decay, an optional L1 penalty, batch size, epochs, the learning-rate
+# schedule, label smoothing, augmentation and early stopping. `make_optimizer` turns it into an optimizer over
+# the trainable weights and a per-step schedule; the warm-up + cosine schedule is PyTorch's `LinearLR` followed
+# by `CosineAnnealingLR`. `train_classifier` builds the cross-entropy loss from the config and calls `fit`;
+# its validation loss is always the plain cross-entropy, so runs with different penalties share one scale.
+
+# %%
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    batch_size: int = 128
+    num_epochs: int = 10
+    schedule: str = "constant"
+    label_smoothing: float = 0.0
+    augment: bool = False  # random shifts and flips of each training batch
+    patience: int | None = None  # early stopping on the validation loss
+
+
+def warmup_cosine(optimizer, steps: int, warmup: float = 0.2):
+    """Linear warm-up over the first 20% of the steps, then cosine decay to zero; stepped once per batch."""
+    n_warm = max(1, int(warmup * steps))
+    schedulers = torch.optim.lr_scheduler
+    return schedulers.SequentialLR(optimizer, [
+        schedulers.LinearLR(optimizer, start_factor=1 / n_warm, total_iters=n_warm - 1),
+        schedulers.CosineAnnealingLR(optimizer, T_max=max(1, steps - n_warm))], milestones=[n_warm])
+
+
+SCHEDULES = {"constant": lambda optimizer, steps: None, "warmup_cosine": warmup_cosine}
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, n_train: int):
+    params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
+    optimizer = OPTIMIZERS[cfg.optimizer](params, cfg.lr, cfg.weight_decay)
+    return optimizer, SCHEDULES[cfg.schedule](optimizer, cfg.num_epochs * math.ceil(n_train / cfg.batch_size))
+
+
+def cross_entropy(model, xb, yb):
+    return F.cross_entropy(model(xb), yb)
+
+
+def weight_l1(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+
+
+def train_classifier(model: nn.Module, cfg: TrainConfig, train: tuple, val: tuple | None = None, *, seed: int,
+                     name: str = "model", verbose: bool = True, on_epoch_end=None) -> dict:
+    optimizer, scheduler = make_optimizer(model, cfg, len(train[0]))
+
+    def loss_fn(m, xb, yb):
+        loss = F.cross_entropy(m(xb), yb, label_smoothing=cfg.label_smoothing)
+        return loss + cfg.l1 * weight_l1(m) if cfg.l1 else loss
+
+    return fit(model, loss_fn, train, val, optimizer=optimizer, num_epochs=cfg.num_epochs,
+               batch_size=cfg.batch_size, scheduler=scheduler, transform=random_shift_flip if cfg.augment else None,
+               patience=cfg.patience, val_criterion=F.cross_entropy, metric_fn=accuracy,
+               generator=torch.Generator().manual_seed(seed), on_epoch_end=on_epoch_end, name=name, verbose=verbose)
+
+# %% [markdown]
+# **Homework 1's convolutional network**, here because Homework 2 trains the same recipe to compare with its
+# pretrained encoder. Three stages of 3×3 convolutions (batch norm and ReLU after each) with max-pooling after
+# every stage, dropout and one linear layer; each stage doubles the channels while pooling halves the
+# resolution, so the work per layer stays balanced. Tensors use the `channels_last` memory layout, which the
+# CPU convolution kernels run faster. `CNN_TRAIN` is the recipe that Homework 1's design study starts from.
+
+# %%
+class ChannelsLast(nn.Module):
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    channels: tuple = (24, 48, 96)
+    dropout: float = 0.3
+    batch_norm: bool = True
+
+
+def conv_block(c_in: int, c_out: int, batch_norm: bool) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm)] + \
+        ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [nn.ReLU()]
+
+
+def make_cnn(cfg: CNNConfig) -> nn.Sequential:
+    c1, c2, c3 = cfg.channels
+    model = nn.Sequential(
+        ChannelsLast(),
+        *conv_block(1, c1, cfg.batch_norm), *conv_block(c1, c1, cfg.batch_norm),
+        nn.MaxPool2d(2),  # 28x28 -> 14x14
+        *conv_block(c1, c2, cfg.batch_norm), *conv_block(c2, c2, cfg.batch_norm),
+        nn.MaxPool2d(2),  # 14x14 -> 7x7
+        *conv_block(c2, c3, cfg.batch_norm),
+        nn.MaxPool2d(2),  # 7x7 -> 3x3
+        nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c3 * 9, 10))
+    return model.to(memory_format=torch.channels_last)
+
+
+def fold_batch_norm(model: nn.Sequential) -> nn.Sequential:
+    """An evaluation copy of `model` in which every Conv2d followed by a BatchNorm2d is one Conv2d: in eval mode
+    the batch norm is a fixed per-channel affine map, which folds into the convolution's weights and bias
+    (`fuse_conv_bn_eval`). Same outputs up to rounding, one layer less per block; the model is left unchanged."""
+    layers, modules = [], list(model)
+    i = 0
+    while i < len(modules):
+        if isinstance(modules[i], nn.Conv2d) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d):
+            layers.append(fuse_conv_bn_eval(copy.deepcopy(modules[i]).eval(), copy.deepcopy(modules[i + 1]).eval()))
+            i += 2
+        else:
+            layers.append(copy.deepcopy(modules[i]))
+            i += 1
+    return nn.Sequential(*layers).to(memory_format=torch.channels_last).eval()
+
+
+def build(make, cfg, device: torch.device, seed: int) -> nn.Module:
+    """make(cfg) on `device`, with weights initialised from `seed`."""
+    torch.manual_seed(seed)
+    return make(cfg).to(device)
+
+
+CNN_TRAIN = TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_size=128, schedule="warmup_cosine",
+                        label_smoothing=0.1)
+
+# %% [markdown]
 # **Figures and metrics.** `savefig` writes every figure as PNG and PDF for the report; `METRICS` collects
-# every headline number, and `section` times each graded item into `METRICS["wall_time_s"]`.
+# every headline number, `section` times each graded item into `METRICS["wall_time_s"]`, and `progress` shows
+# how far a long silent loop has come.
 
 # %%
 plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
@@ -361,22 +503,31 @@ plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 150, "axes.grid": True, "g
 COLORS = dict(zip(list(OPTIMIZERS) + ["mlp", "cnn"], plt.get_cmap("tab10").colors))
 
 
-def savefig(fig: plt.Figure, name: str) -> None:
-    FIGURE_DIR.mkdir(parents=True, exist_ok=True)
+def savefig(fig: plt.Figure, path: Path) -> None:
+    """Write the figure as path.png (notebook, README) and path.pdf (report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
-        fig.savefig(FIGURE_DIR / f"{name}.{ext}", bbox_inches="tight")
+        fig.savefig(path.with_name(f"{path.name}.{ext}"), bbox_inches="tight")
 
 
 METRICS: dict = {"profile": PROFILE, "seed": SEED, "wall_time_s": {}}
 
 
 @contextlib.contextmanager
-def section(name: str):
+def section(name: str, metrics: dict):
+    """Time the block into metrics["wall_time_s"][name]."""
     start = time.perf_counter()
     yield
     elapsed = time.perf_counter() - start  # a section may be entered more than once: times add up
-    METRICS["wall_time_s"][name] = round(METRICS["wall_time_s"].get(name, 0.0) + elapsed, 1)
-    print(f"[time] {name}: {METRICS['wall_time_s'][name]:.1f}s")
+    times = metrics.setdefault("wall_time_s", {})
+    times[name] = round(times.get(name, 0.0) + elapsed, 1)
+    print(f"[time] {name}: {times[name]:.1f}s")
+
+
+def progress(iterable=None, desc: str = "", total: int | None = None) -> tqdm:
+    """A text progress bar for a long loop that prints nothing itself: never a widget, redrawn at most every
+    10 s; a saved notebook keeps only its closing line (the runner merges carriage-return updates)."""
+    return tqdm(iterable, desc=desc, total=total, file=sys.stdout, mininterval=10, ncols=100)
 
 
 def to_builtin(value):
@@ -390,12 +541,13 @@ def to_builtin(value):
     return value
 
 
-def write_metrics(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    METRICS["environment"] = {"device": str(device), "torch": torch.__version__, "numpy": np.__version__,
+def write_metrics(metrics: dict, path: Path, device: torch.device) -> None:
+    """Write the metrics as JSON, with the environment that produced them."""
+    metrics["environment"] = {"device": str(device), "torch": torch.__version__, "numpy": np.__version__,
                               "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
                               "platform": platform.platform()}
-    path.write_text(json.dumps(to_builtin(METRICS), indent=2, sort_keys=True) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_builtin(metrics), indent=2, sort_keys=True) + "\n")
     print(f"metrics written to {path}")
 
 
@@ -415,6 +567,25 @@ def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str 
     return rows
 
 
+def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str) -> plt.Figure:
+    """One panel per confusion matrix (rows: true class), each cell the % of its true class."""
+    k = len(class_names)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.4 * len(matrices), 4.2), squeeze=False)
+    for ax, (name, cm) in zip(axes[0], matrices.items()):
+        share = cm / cm.sum(1, keepdims=True)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i, j in np.ndindex(cm.shape):
+            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                    color="white" if share[i, j] > 0.5 else "black")
+        ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=name)
+        ax.set_xticklabels(class_names, rotation=60, fontsize=6)
+        ax.set_yticklabels(class_names, fontsize=6)
+        ax.grid(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), ylabels=None, title="",
                 colors: dict | None = None, logy=False) -> plt.Figure:
     """One panel per history key, one line per run; x is the epoch."""
@@ -432,3 +603,180 @@ def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), yla
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# %% [markdown]
+# **Checkpoints of the final models, and the `verify` profile.** Every run but `verify` saves the weights of each
+# final model (its `state_dict`, floating-point tensors stored in float16: half the bytes of float32, and the
+# reported numbers still reproduce within `VERIFY_TOLERANCE`) to `CHECKPOINT_DIR`, and records in the metrics the
+# file's SHA-256, the configuration the model was trained with and a digest of the code that defines it. The
+# `verify` profile takes each final model's configuration from the committed metrics, checks the file, its
+# checksum, that configuration and the code, and loads the weights (`weights_only=True`: tensors, never pickled
+# objects) instead of training; the other sections run at the smoke budget. Where a check fails it names the
+# file and what differs, and trains that model with the quick profile's budget instead, labelled as such.
+
+# %%
+import inspect
+import re
+
+VERIFY = PROFILE == "verify"
+CHECKPOINT_DTYPE = torch.float16
+VERIFY_TOLERANCE = {"accuracy": 0.002, "relative": 0.002}  # absolute for accuracies, relative for the others
+VERIFIED: dict[str, str] = {}  # in verify: final model -> "committed weights", or why it was trained again
+
+
+def load_committed_metrics(path: Path) -> dict:
+    """verify: the committed run's metrics, whose configurations and checkpoints it reproduces; {} otherwise."""
+    if not VERIFY:
+        return {}
+    if not path.exists():
+        raise FileNotFoundError(f"The verify profile reproduces the committed full run, but {path} is missing. Fix: "
+                                f"run it in a clone of the repository (it holds report/ and checkpoints/), or set "
+                                f"HW_VERIFY_METRICS to the metrics file of the run to reproduce.")
+    committed = json.loads(path.read_text())
+    if not committed.get("checkpoints"):
+        raise ValueError(f"{path} records no checkpoints (it comes from a run before they were saved). Fix: run "
+                         f"the full profile once, or point HW_VERIFY_METRICS at a run that saved them.")
+    return committed
+
+
+COMMITTED = load_committed_metrics(VERIFY_METRICS_PATH)
+
+
+def class_sources(cls: type) -> list[str]:
+    """A class's code, method by method (inspect cannot read a class defined in a notebook cell as a whole); a
+    dataclass's fields with their defaults (the methods a dataclass generates have no source to read)."""
+    fields_ = [repr((name, f.default)) for name, f in getattr(cls, "__dataclass_fields__", {}).items()]
+    written = [f for f in vars(cls).values()
+               if inspect.isfunction(f) and inspect.unwrap(f).__code__.co_filename != "<string>"]
+    return [cls.__name__, *fields_, *map(inspect.getsource, written)]
+
+
+def source_digest(*objects) -> str:
+    """SHA-256 of what defines a model: for a module, its layer tree (types, shapes, settings) and the code of each
+    layer class defined in this notebook; for a function or a class, its source."""
+    parts = []
+    for obj in objects:
+        if isinstance(obj, nn.Module):
+            parts.append(repr(obj))
+            local = {type(m) for m in obj.modules() if type(m).__module__ == "__main__"}
+            parts += [src for cls in sorted(local, key=lambda c: c.__name__) for src in class_sources(cls)]
+        else:
+            parts += class_sources(obj) if isinstance(obj, type) else [inspect.getsource(obj)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def from_dict(cls, values: dict):
+    """A config dataclass from its asdict() form after a JSON round trip (lists back to tuples)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def final_config(name: str, config: dict) -> dict:
+    """The configuration of final model `name`: the one this run chose, or in verify the committed run's."""
+    record = COMMITTED.get("checkpoints", {}).get(name)
+    if VERIFY and record is None:
+        print(f"verify: the committed metrics have no checkpoint of {name!r}: it uses this run's configuration")
+    return record["config"] if VERIFY and record is not None else config
+
+
+def save_checkpoint(name: str, state: dict, config: dict, digest: str) -> None:
+    """Write final model `name`'s weights to CHECKPOINT_DIR and record the file in METRICS["checkpoints"]."""
+    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
+    path = CHECKPOINT_DIR / (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + ".pt")
+    weights = {k: torch.as_tensor(v).detach().cpu() for k, v in state.items()}
+    payload = {"name": name, "config": json.dumps(to_builtin(config), sort_keys=True), "source_sha256": digest,
+               "state": {k: v.to(CHECKPOINT_DTYPE) if v.is_floating_point() else v for k, v in weights.items()}}
+    partial = path.with_suffix(".part")
+    torch.save(payload, partial)
+    os.replace(partial, path)  # an interrupted save leaves no file that looks complete
+    METRICS.setdefault("checkpoints", {})[name] = {
+        "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+        "dtype": str(CHECKPOINT_DTYPE).removeprefix("torch."), "config": to_builtin(config), "source_sha256": digest}
+
+
+def checkpoint_problem(path: Path, record: dict, digest: str) -> tuple[dict | None, str]:
+    """Load a committed checkpoint; return (payload, "") when it checks out, else (None, what differs)."""
+    if not path.exists():
+        return None, "file not found"
+    if (actual := file_sha256(path)) != record["sha256"]:
+        return None, (f"its SHA-256 {actual[:12]}… is not the recorded {record['sha256'][:12]}… (a corrupt, "
+                      f"truncated or replaced file)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 (whatever the reason, the file cannot be used)
+        return None, f"it cannot be read ({type(error).__name__}: {error})"
+    saved = json.loads(payload["config"])
+    if saved != record["config"]:
+        keys = sorted({k for k in saved.keys() | record["config"].keys() if saved.get(k) != record["config"].get(k)})
+        return None, f"it was trained with another configuration (differs in {', '.join(keys)})"
+    if payload["source_sha256"] != digest:
+        return None, "the code that defines the model changed since the weights were saved (its source digest differs)"
+    return payload, ""
+
+
+def load_checkpoint(name: str, digest: str) -> dict | None:
+    """verify: final model `name`'s committed weights (float32 again) once they check out; None after saying why
+    not (the caller then trains the model with the quick profile's budget)."""
+    record = COMMITTED.get("checkpoints", {}).get(name)
+    path = VERIFY_CHECKPOINT_DIR / record["file"] if record else VERIFY_CHECKPOINT_DIR
+    payload, problem = checkpoint_problem(path, record, digest) if record else (None, "no checkpoint is recorded")
+    if payload is None:
+        print(f"verify: {name}: {path}: {problem}. It is TRAINED AGAIN with the quick profile's budget: its numbers "
+              f"below are not the committed model's.")
+        VERIFIED[name] = f"trained again (quick budget): {problem}"
+        return None
+    VERIFIED[name] = "committed weights"
+    return {k: v.float() if v.is_floating_point() else v for k, v in payload["state"].items()}
+
+
+def loaded_history(**extra) -> dict:
+    """The history of a model that was loaded, not trained: one entry with no scores, no time, no samples."""
+    nan = float("nan")
+    return {"epoch": [0], "train_loss": [nan], "val_loss": [nan], "val_metric": [nan], "time_s": [0.0],
+            "samples_per_s": 0.0, "wall_s": 0.0, "loaded": True, **extra}
+
+
+def train_or_load(name: str, model: nn.Module, config: dict, train, loaded: dict | None = None) -> dict:
+    """Final model `name`: train(budget) trains `model` in place and returns its history, after which its weights
+    are saved; in verify the committed weights are loaded instead (returning `loaded`, by default
+    `loaded_history()`), or, if they do not check out, train(the quick profile's budget) runs."""
+    digest = source_digest(model)
+    if VERIFY and (state := load_checkpoint(name, digest)) is not None:
+        model.load_state_dict(state)
+        return loaded if loaded is not None else loaded_history()
+    history = train(PROFILES["quick"] if VERIFY else P)
+    save_checkpoint(name, model.state_dict(), config, digest)
+    return history
+
+
+def dig(metrics: dict, path: tuple):
+    for key in path:
+        metrics = metrics[key]
+    return metrics
+
+
+def verify_against_committed(reported: dict[str, tuple]) -> list[dict]:
+    """verify: each final model's reported test number (final model -> its path in the metrics), as committed and as
+    reproduced here, and whether they agree within VERIFY_TOLERANCE; nothing in the other profiles."""
+    if not VERIFY:
+        return []
+    rows = []
+    for name, path in reported.items():
+        committed, reproduced = dig(COMMITTED, path), dig(METRICS, path)
+        tolerance = VERIFY_TOLERANCE["accuracy"] if "acc" in ".".join(path) else \
+            VERIFY_TOLERANCE["relative"] * abs(committed)
+        loaded = VERIFIED.get(name) == "committed weights"
+        rows.append({"final model": name, "metric": ".".join(path), "committed": committed, "reproduced": reproduced,
+                     "tolerance": tolerance, "agrees": abs(reproduced - committed) <= tolerance if loaded else None,
+                     "weights": VERIFIED.get(name, "not run")})
+    show_table(rows)
+    agree = sum(r["agrees"] is True for r in rows)
+    print(f"verify: {agree} of {len(rows)} reported test numbers reproduced within the tolerance "
+          f"({VERIFY_TOLERANCE['accuracy']} for accuracies, {VERIFY_TOLERANCE['relative']:.1%} relative otherwise)"
+          + ("" if agree == len(rows) else "; see the rows above for the others"))
+    METRICS["verify"] = {"rows": rows, "tolerance": VERIFY_TOLERANCE, "source": str(VERIFY_METRICS_PATH)}
+    return rows

@@ -48,7 +48,7 @@ def test_notebook_alone_in_an_empty_folder(key, tmp_path):
     text = notebook_outputs_text(nb)
     if key == "hw2":
         assert "optuna is not installed" in text and "importances skipped" in text
-        assert "Homework 1's metrics are not here" in text
+        assert "Homework 1's metrics are not here" in text and "HW1 CNN recipe (shared default)" in text
         metrics = json.loads((out / "hw2_metrics.json").read_text())
         assert metrics["hw1_source"] is None and [r["search"] for r in metrics["search"]["rows"]] == ["random"]
 

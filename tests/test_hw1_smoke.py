@@ -4,8 +4,9 @@ import math
 import pytest
 from conftest import assert_clean_run, notebook_outputs_text
 
-FIGURES = ["fashion_examples", "regression_baseline", "regression_optimizers", "regression_regularization",
-           "regression_selected", "regression_test", "mlp_optimizers", "mlp_regularization", "mlp_search",
+FIGURES = ["fashion_examples", "regression_family", "regression_learning_curves", "regression_baseline",
+           "regression_hidden_units", "regression_optimizers", "regression_regularization", "regression_selected",
+           "regression_regions", "regression_course", "mlp_optimizers", "mlp_regularization", "mlp_search",
            "cnn_design", "confusion_mlp", "confusion_cnn", "weight_histograms", "activation_profiles",
            "mlp_receptive_fields", "cnn_filters", "cnn_effective_receptive_fields", "cnn_feature_maps",
            "activation_maximisation",
@@ -31,22 +32,28 @@ def test_metrics_schema(hw1):
     _, m, _ = hw1
     assert m["profile"] == "smoke" and isinstance(m["seed"], int)
     assert m["wall_time_s"]["total"] > 0 and all(is_number(v) and v >= 0 for v in m["wall_time_s"].values())
-    for section in ("data", "1.1 regression baseline", "3.1 regression search", "3.2 classification search",
-                    "4 final CNN training", "5 final evaluation", "6 visualisation"):
+    for section in ("data", "1.1 regression", "2.1 regression optimizers and regularization",
+                    "3.1 regression search and simulation study", "3.1 regression course file",
+                    "3.2 classification search", "4 final CNN training", "5 final evaluation", "6 visualisation"):
         assert section in m["wall_time_s"], section
     reg = m["regression"]
-    assert isinstance(reg["surrogate"], bool) and reg["n_train"] == 100
-    for key in ("cv_mse", "ensemble_cv_mse", "baseline_cv_mse"):
+    assert reg["course_files"] is True and reg["course"]["n_train"] == 100  # conftest puts course files in place
+    for key in ("cv_mse", "error_vs_truth"):
         assert is_number(reg[key]["mean"]) and reg[key]["mean"] > 0 and reg[key]["std"] >= 0
     assert is_number(reg["test_mse"]) and 0 < reg["test_mse"] < 100
-    assert reg["n_configs_searched"] >= 24 + 2 and isinstance(reg["best_config"], dict)
+    assert reg["n_configs_searched"] == 16 + 2 and len(reg["chosen"]) == len(reg["family"]) == 2
     assert len(reg["optimizers"]) == 6 and len(reg["regularizers"]) == 5
+    methods = {row["method"] for row in reg["simulation"]["methods"]}
+    assert methods == {"network", "polynomial", "local linear", "Gaussian process"}
+    assert set(reg["course"]["test"]) == {"network ensemble", "polynomial", "local linear", "Gaussian process"}
     for name in ("mlp", "cnn"):
         assert 0.3 < m[name]["test_acc"] <= 1.0, f"{name} is no better than chance"
         assert m[name]["params"] > 1000 and m[name]["samples_per_s"] > 0 and m[name]["train_wall_s"] > 0
         assert len(m[name]["per_class_acc"]) == 10
     assert 0 < m["mlp"]["cv_acc"]["mean"] <= 1 and m["mlp"]["cv_acc"]["std"] >= 0
     assert len(m["mlp"]["optimizers"]) == 6 and len(m["mlp"]["regularizers"]) == 13
+    for row in m["mlp"]["optimizers"] + m["mlp"]["regularizers"]:  # ranked comparisons run over several seeds
+        assert row["seeds"] == 2 and 0 <= row["best_val_acc_sd"] < 0.5
     assert isinstance(m["cnn"]["flip_tta"], bool) and 0 < m["cnn"]["val_acc"] <= 1
     assert m["environment"]["torch"] and m["environment"]["cpu_threads"] >= 1
 
@@ -55,13 +62,22 @@ def test_checks_ran_and_passed(hw1):
     _, m, _ = hw1
     checks = m["checks"]
     assert checks["folds_disjoint"] is True
-    assert checks["test_reads_before_final"] == 0
-    # the test set is read for the final models of section 5 and the two search winners of appendix E only
-    reads = checks["test_reads"]
-    assert reads[0].startswith("final evaluation") and [r for r in reads if r.startswith("appendix E")]
-    assert all(r.startswith(("final evaluation", "appendix E", "appendix B")) for r in reads), reads
+    assert checks["stacked_equals_single_output"] < 1e-5 and checks["stacked_equals_single_loss"] < 1e-5
+    assert checks["bn_fold_max_logit_diff"] < 1e-3
+    # each test set was read by its final models only, each once; the MLP and the CNN before appendix B
+    reads = m["test_reads"]
+    for name, seal in reads.items():
+        assert set(seal["log"]) <= set(seal["final_models"]) and len(set(seal["log"])) == len(seal["log"]), name
+    assert reads["FashionMNIST"]["log"][:2] == ["MLP", "CNN"]
+    assert reads["regression"]["log"] == ["network ensemble", "polynomial", "local linear", "Gaussian process"]
+    assert reads["wine"]["log"] == ["D: wine classifier"]
+    numpy_reads = [name for name, seal in reads.items() if "B: NumPy network" in seal["log"]]
+    assert numpy_reads == [m["appendix"]["B"]["dataset"]]
+    # the stored predictions (for Homework 2): one digit per test image, with the labels' digest, not the labels
+    stored = m["test_predictions"]
+    assert len(stored["mlp"]) == len(stored["cnn"]) == 10_000 and (stored["mlp"] + stored["cnn"]).isdigit()
+    assert len(stored["labels_sha256"]) == 64 and "labels" not in stored
     assert checks["mlp_one_batch_overfit_acc"] == 1.0 and checks["cnn_one_batch_overfit_acc"] == 1.0
-    assert checks["ensemble_equals_sequential_max_diff"] < 1e-5
 
 
 def test_visual_metrics(hw1):
@@ -83,7 +99,8 @@ def test_figures_exist(hw1):
 
 def test_bad_csv_messages_printed(hw1):
     text = notebook_outputs_text(hw1[0])
-    for fragment in ("expected columns 'input,label'", "non-numeric or missing value", "no data rows"):
+    for fragment in ("expected columns 'input,label'", "non-numeric or missing value", "no data rows",
+                     "fewer than 10 distinct inputs"):
         assert fragment in text
 
 
@@ -129,9 +146,13 @@ def test_appendix_d_evaluation(hw1):
 def test_appendix_e_search(hw1):
     e = hw1[1]["appendix"]["E"]
     for name in ("genetic", "random"):
-        curve = e["best_so_far"][name]
-        assert len(curve) == e["trials_per_search"] and curve == sorted(curve)
-        assert 0 <= e["winners"][name]["test_acc"] <= 1 and e["winners"][name]["val_acc"] == curve[-1]
+        curves = e["best_so_far"][name]
+        assert len(curves) == e["repeats"] == 2, "each search runs from several independent seeds"
+        assert all(len(c) == e["trials_per_search"] and c == sorted(c) for c in curves)
+        assert e["best_per_repeat"][name] == [c[-1] for c in curves]
+        assert 0 <= e["winners"][name]["holdout_val_acc"] <= 1 and e["winners"][name]["val_acc"] == max(
+            c[-1] for c in curves)
+        assert "test_acc" not in e["winners"][name]  # appendix E compares on validation, not on the test set
 
 
 def test_appendix_f_speed(hw1):
@@ -142,3 +163,5 @@ def test_appendix_f_speed(hw1):
     # speed figures exist and are positive; how they compare depends on the machine, so it is not asserted
     assert all(rate > 0 for rate in f["pipeline_samples_per_s"].values())
     assert f["matmul_gflops"] > 0 and f["cnn_fraction_of_matmul"] > 0
+    assert set(f["cnn_eval_samples_per_s"]) == {"as trained", "batch norm folded"}
+    assert all(rate > 0 for rate in f["cnn_eval_samples_per_s"].values())

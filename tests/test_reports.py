@@ -14,7 +14,7 @@ REPORTS = {"hw1": "homework1_report", "hw2": "homework2_report"}
 def headline_numbers(key, m):
     if key == "hw1":
         return [f"{100 * m['mlp']['test_acc']:.2f}%", f"{100 * m['cnn']['test_acc']:.2f}%",
-                f"{m['regression']['test_mse']:.4f}", f"{100 * m['mlp']['cv_acc']['mean']:.2f}%",
+                f"{m['regression']['error_vs_truth']['mean']:.4f}", f"{100 * m['mlp']['cv_acc']['mean']:.2f}%",
                 f"{100 * m['appendix']['B']['test_acc']:.2f}%"]
     if key == "hw2":
         return [f"{m['final_ae']['test_mse']:.5f}", f"{100 * m['finetune']['test_acc']['fine-tune']:.2f}%",

@@ -30,3 +30,15 @@ def test_readme_results_match_metrics():
     proc = subprocess.run([sys.executable, "tools/update_readme.py", "--check"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_test_split_only_in_loader_and_seal():
+    """No cell but the shared loader and seal names FashionMNIST's test split (t10k, test_images, test_labels):
+    the only way to it is a SealedTestSet read by a listed final model."""
+    for name in NOTEBOOKS.values():
+        nb = nbformat.read(ROOT / f"{name}.ipynb", as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code" or "shared-helpers" in cell.metadata.get("tags", []):
+                continue
+            for word in ("t10k", "test_images", "test_labels", "unseal"):
+                assert word not in cell.source, f"{name}: a cell names {word!r}:\n{cell.source[:300]}"

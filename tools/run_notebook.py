@@ -4,7 +4,8 @@
     python tools/run_notebook.py homework1_supervised.ipynb --profile full     # -> build/full/, then published
 
 Every run writes into one output folder (`--outputs`, default build/<profile>/): the executed notebook, its
-figures under figures/hwN/ and its metrics hwN_metrics.json (the notebook reads HW_OUTPUT_DIR). A failed run
+figures under figures/hwN/, its final models' weights under checkpoints/hwN/ and its metrics hwN_metrics.json
+(the notebook reads HW_OUTPUT_DIR). A failed run
 leaves the committed files alone. Only a successful `full` run without --outputs is published: its notebook,
 figures and metrics replace the committed ones in the repository. The saved notebook has execution counts
 1..N, kernel python3 and no widget state. The environment variables HW_* reach the kernel. The terminal shows
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from build_notebooks import NOTEBOOKS  # noqa: E402  (the import checks the Python version)
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "full", "verify")
 
 
 def notebook_key(path: Path) -> str:
@@ -97,6 +98,7 @@ def execute(notebook: Path, out_dir: Path, cwd: Path, timeout: int) -> tuple[int
     out_dir.mkdir(parents=True, exist_ok=True)
     # a run starts from an empty output folder, so nothing of an earlier run can be mistaken for this one's
     shutil.rmtree(out_dir / "figures" / key, ignore_errors=True)
+    shutil.rmtree(out_dir / "checkpoints" / key, ignore_errors=True)
     (out_dir / f"{key}_metrics.json").unlink(missing_ok=True)
     os.environ["HW_OUTPUT_DIR"] = str(out_dir.resolve())
     nb = nbformat.read(notebook, as_version=4)
@@ -135,8 +137,11 @@ def publish(notebook: Path, out_dir: Path, root: Path) -> None:
     key = notebook_key(notebook)
     replace_path(out_dir / "figures" / key, root / "report" / "figures" / key)
     replace_path(out_dir / f"{key}_metrics.json", root / "report" / f"{key}_metrics.json")
+    if (out_dir / "checkpoints" / key).exists():  # the final models' weights, which the verify profile loads
+        replace_path(out_dir / "checkpoints" / key, root / "checkpoints" / key)
     replace_path(out_dir / notebook.name, root / notebook.name)
-    print(f"published to {root / notebook.name}, report/figures/{key}/ and report/{key}_metrics.json")
+    print(f"published to {root / notebook.name}, report/figures/{key}/, report/{key}_metrics.json and "
+          f"checkpoints/{key}/")
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
     python tools/time_profiles.py                      # smoke and quick for every notebook
     python tools/time_profiles.py --profiles quick
+    python tools/time_profiles.py --profiles verify     # after a full run: it loads that run's checkpoints
     python tools/time_profiles.py --notebooks hw2      # only some notebooks; the others keep their times
 
 Outputs go to build/<profile>/ (the runner's default), so the committed full-run figures and metrics are
@@ -24,7 +25,8 @@ TIMES = ROOT / "report" / "profile_times.json"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profiles", nargs="+", default=["smoke", "quick"], choices=["smoke", "quick", "full"])
+    parser.add_argument("--profiles", nargs="+", default=["smoke", "quick"],
+                        choices=["smoke", "quick", "full", "verify"])
     parser.add_argument("--notebooks", nargs="+", default=list(NOTEBOOKS), choices=list(NOTEBOOKS))
     args = parser.parse_args()
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}

@@ -17,11 +17,21 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def best_baseline_error(reg: dict) -> float:
+    sim = reg["simulation"]
+    return next(r["error_vs_truth"] for r in sim["methods"] if r["method"] == sim["best_baseline"])
+
+
 def hw1_rows(m: dict) -> list[str]:
     reg, mlp, cnn = m["regression"], m["mlp"], m["cnn"]
     rows = [
-        f"| HW1 regression (MLP ensemble of {reg['ensemble_size']}) | CV MSE {reg['ensemble_cv_mse']['mean']:.4f} "
-        f"± {reg['ensemble_cv_mse']['std']:.4f} | test MSE {reg['test_mse']:.4f} | — |",
+        f"| HW1 regression network ensemble, {len(reg['family'])} simulated data sets | CV MSE "
+        f"{reg['cv_mse']['mean']:.4f} ± {reg['cv_mse']['std']:.4f} | error vs truth "
+        f"{reg['error_vs_truth']['mean']:.4f} ± {reg['error_vs_truth']['std']:.4f} "
+        f"(best baseline, {reg['simulation']['best_baseline']}: {best_baseline_error(reg):.4f}) | — |",
+        *([f"| HW1 regression network ensemble, course file | CV MSE "
+           f"{next(r for r in reg['course']['methods'] if r['method'] == 'network')['cv_mse']:.4f} "
+           f"| test MSE {reg['course']['test']['network ensemble']['test_mse']:.4f} | — |"] if "course" in reg else []),
         f"| HW1 FashionMNIST MLP {tuple(mlp['best_config']['hidden'])} | CV acc {pct(mlp['cv_acc']['mean'])} "
         f"± {pct(mlp['cv_acc']['std'])} | test acc **{pct(mlp['test_acc'])}** | {mlp['samples_per_s']:,.0f} |",
         f"| HW1 FashionMNIST CNN {tuple(cnn['config']['channels'])} | val acc {pct(cnn['val_acc'])} "
@@ -60,10 +70,22 @@ def render() -> str:
                      f"{m['environment']['cpu_threads']} CPU threads ({m['environment']['device']}, "
                      f"torch {m['environment']['torch']})")
     lines += ["", *[f"- {t}" for t in times]]
+    hw1 = ROOT / "report" / "hw1_metrics.json"
+    if hw1.exists():  # the speed of the machine, so that times measured elsewhere can be compared
+        gflops = json.loads(hw1.read_text())["appendix"]["F"]["matmul_gflops"]
+        lines.append(f"- the machine of HW1's run multiplies float32 matrices at {gflops:.0f} GFLOP/s "
+                     f"(appendix F); scale the times by your machine's speed")
+    sizes = [sum(r["bytes"] for r in json.loads(path.read_text()).get("checkpoints", {}).values())
+             for path in sorted((ROOT / "report").glob("hw*_metrics.json"))]
+    if sum(sizes):
+        lines.append(f"- weights of the final models in `checkpoints/` (float16, what `verify` loads): "
+                     f"{sum(sizes) / 1e6:.1f} MB")
     profile_times = ROOT / "report" / "profile_times.json"
     if profile_times.exists():
         for key, runs in sorted(json.loads(profile_times.read_text()).items()):
-            measured = ", ".join(f"`{p}` {r['wall_s'] / 60:.1f} min" for p, r in sorted(runs.items()))
+            measured = ", ".join(f"`{p}` {r['wall_s'] / 60:.1f} min ({r['cpu_threads']} thread"
+                                 f"{'s' if r['cpu_threads'] != 1 else ''}, {r['date']})"
+                                 for p, r in sorted(runs.items()))
             lines.append(f"- {key.upper()} smaller profiles, whole notebook with kernel start: {measured}")
     lines.append(END)
     return "\n".join(lines)

@@ -1,0 +1,359 @@
+# %% [markdown]
+# ### Appendix B. A neural network in NumPy only
+# A fully connected network written with NumPy alone: `forward_pass` keeps each layer's input and
+# pre-activation, `backward_pass` applies the chain rule layer by layer from the output, and
+# `update_network` takes one SGD or Adam step. The output is a softmax trained with cross-entropy, whose
+# gradient with respect to the logits is simply $(\hat p - \text{onehot}(y))/B$ for a batch of $B$; the
+# L2 penalty $\tfrac{\lambda}{2}\sum W^2$ adds $\lambda W$ to each weight gradient (biases are not
+# penalised). Weights start with He scaling for ReLU and LeCun scaling for sigmoid.
+
+# %%
+def np_sigmoid(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))  # equals 1 / (1 + e^-z) without overflow warnings
+
+
+NP_ACTIVATIONS = {  # function, and its derivative written with the pre-activation z and the output a
+    "relu": (lambda z: np.maximum(z, 0), lambda z, a: (z > 0).astype(z.dtype)),
+    "sigmoid": (np_sigmoid, lambda z, a: a * (1 - a)),
+}
+
+
+def init_network(sizes, activation="relu", seed=SEED, dtype=np.float32) -> dict:
+    rng = np.random.default_rng(seed)
+    gain = 2.0 if activation == "relu" else 1.0
+    layers = [{"W": (rng.standard_normal((n_in, n_out)) * math.sqrt(gain / n_in)).astype(dtype),
+               "b": np.zeros(n_out, dtype)} for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    return {"layers": layers, "activation": activation}
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))  # shifting by the max changes nothing but avoids overflow
+    return e / e.sum(1, keepdims=True)
+
+
+def forward_pass(net, X):
+    """Return the class probabilities and, per layer, (input, pre-activation) for the backward pass."""
+    act = NP_ACTIVATIONS[net["activation"]][0]
+    cache, a = [], X
+    for i, layer in enumerate(net["layers"]):
+        z = a @ layer["W"] + layer["b"]
+        cache.append((a, z))
+        a = softmax(z) if i == len(net["layers"]) - 1 else act(z)
+    return a, cache
+
+
+def cross_entropy_np(net, probs, y, l2=0.0) -> float:
+    data = -np.log(probs[np.arange(len(y)), y] + 1e-12).mean()
+    return float(data + 0.5 * l2 * sum((layer["W"] ** 2).sum() for layer in net["layers"]))
+
+# %%
+def backward_pass(net, probs, cache, y, l2=0.0) -> list[dict]:
+    """Gradients of cross_entropy_np with respect to every W and b, from the output layer down."""
+    d_act = NP_ACTIVATIONS[net["activation"]][1]
+    delta = probs.copy()
+    delta[np.arange(len(y)), y] -= 1
+    delta /= len(y)  # dL/dz of the output layer for softmax + cross-entropy
+    grads = [None] * len(net["layers"])
+    for i in reversed(range(len(net["layers"]))):
+        a_prev, _ = cache[i]
+        W = net["layers"][i]["W"]
+        grads[i] = {"W": a_prev.T @ delta + l2 * W, "b": delta.sum(0)}
+        if i > 0:  # a_prev is the output of layer i-1: push delta through W and that layer's activation
+            delta = (delta @ W.T) * d_act(cache[i - 1][1], a_prev)
+    return grads
+
+
+def init_optimizer_state(net) -> dict:
+    return {"t": 0, "m": [{k: np.zeros_like(v) for k, v in layer.items()} for layer in net["layers"]],
+            "v": [{k: np.zeros_like(v) for k, v in layer.items()} for layer in net["layers"]]}
+
+
+def update_network(net, grads, state, lr, optimizer="adam", beta1=0.9, beta2=0.999, eps=1e-8) -> None:
+    """One in-place step: plain SGD, or Adam with bias-corrected first and second moments."""
+    state["t"] += 1
+    for layer, grad, m, v in zip(net["layers"], grads, state["m"], state["v"]):
+        for k in layer:
+            if optimizer == "sgd":
+                layer[k] -= lr * grad[k]
+                continue
+            m[k] = beta1 * m[k] + (1 - beta1) * grad[k]
+            v[k] = beta2 * v[k] + (1 - beta2) * grad[k] ** 2
+            m_hat, v_hat = m[k] / (1 - beta1 ** state["t"]), v[k] / (1 - beta2 ** state["t"])
+            layer[k] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+# %% [markdown]
+# **Gradient check.** A small network in float64 (12 inputs, hidden layers of 7 and 5, 4 classes, 16
+# samples, L2 = 0.01), for both hidden activations: every one of its 155 parameters is nudged by
+# $\pm 10^{-6}$ for a central finite difference, and the same network is rebuilt in PyTorch so that
+# autograd gives a second reference. The error of each parameter tensor is
+# $\lVert g - g_\text{ref}\rVert / \max(\lVert g\rVert, \lVert g_\text{ref}\rVert)$.
+
+# %%
+def numerical_gradient(net, X, y, l2, h=1e-6) -> list[dict]:
+    grads = []
+    for layer in net["layers"]:
+        grads.append({})
+        for k, p in layer.items():
+            g = np.zeros_like(p)
+            for i in np.ndindex(p.shape):
+                old = p[i]
+                p[i] = old + h
+                plus = cross_entropy_np(net, forward_pass(net, X)[0], y, l2)
+                p[i] = old - h
+                minus = cross_entropy_np(net, forward_pass(net, X)[0], y, l2)
+                p[i] = old
+                g[i] = (plus - minus) / (2 * h)
+            grads[-1][k] = g
+    return grads
+
+
+def torch_gradient(net, X, y, l2) -> list[dict]:
+    params = [{k: torch.tensor(v, requires_grad=True) for k, v in layer.items()} for layer in net["layers"]]
+    act = {"relu": torch.relu, "sigmoid": torch.sigmoid}[net["activation"]]
+    a = torch.tensor(X)
+    for i, p in enumerate(params):
+        a = a @ p["W"] + p["b"]
+        a = a if i == len(params) - 1 else act(a)
+    loss = F.cross_entropy(a, torch.tensor(y)) + 0.5 * l2 * sum((p["W"] ** 2).sum() for p in params)
+    loss.backward()
+    return [{k: v.grad.numpy() for k, v in p.items()} for p in params]
+
+
+def relative_error(a, b) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))
+
+# %%
+rng_check = np.random.default_rng(SEED)
+X_check, y_check = rng_check.standard_normal((16, 12)), rng_check.integers(0, 4, 16)
+gradcheck_rows = []
+for activation in NP_ACTIVATIONS:
+    net_check = init_network([12, 7, 5, 4], activation, dtype=np.float64)
+    probs, cache = forward_pass(net_check, X_check)
+    analytic = backward_pass(net_check, probs, cache, y_check, l2=0.01)
+    numeric = numerical_gradient(net_check, X_check, y_check, 0.01)
+    autograd = torch_gradient(net_check, X_check, y_check, 0.01)
+    for i, (g, n, t) in enumerate(zip(analytic, numeric, autograd)):
+        for k in g:
+            gradcheck_rows.append({"activation": activation, "parameter": f"{k}{i + 1}", "shape": str(g[k].shape),
+                                   "rel_err_finite_diff": relative_error(g[k], n[k]),
+                                   "rel_err_autograd": relative_error(g[k], t[k])})
+show_table(gradcheck_rows)
+np_gradcheck_err = max(max(r["rel_err_finite_diff"], r["rel_err_autograd"]) for r in gradcheck_rows)
+print(f"largest relative error: {np_gradcheck_err:.2e}")
+assert np_gradcheck_err < 1e-6, "the NumPy backward pass is wrong"
+METRICS["appendix"]["B"] = {"gradcheck_max_rel_err": np_gradcheck_err}
+
+# %% [markdown]
+# **CIFAR-10.** The notebook reads `DATA_DIR/cifar10.npz` (uint8 arrays `x_train`, `y_train`, `x_test`,
+# `y_test`, optionally a `provenance` note). If the file is missing it downloads CIFAR-10 with torchvision
+# and writes that cache; without CIFAR-10 at all this appendix runs on FashionMNIST instead and says so.
+# Pixels are scaled to [0, 1] and standardised per input feature with statistics of the training part only.
+
+# %%
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def load_cifar10(path: Path) -> dict | None:
+    fix = f"Fix: delete {path} and run again (it is rebuilt from a torchvision download), or write it anew."
+    if not path.exists():
+        try:
+            import torchvision
+            sets = [torchvision.datasets.CIFAR10(str(path.parent / "cifar-10"), train=t, download=True)
+                    for t in (True, False)]
+            np.savez(path, x_train=sets[0].data, y_train=np.array(sets[0].targets, np.uint8), x_test=sets[1].data,
+                     y_test=np.array(sets[1].targets, np.uint8),
+                     provenance=np.array("CIFAR-10 downloaded by torchvision"))
+        except Exception as err:  # no torchvision or no network
+            print(f"CIFAR-10 not available: {path} is missing and the download failed ({type(err).__name__}).")
+            return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: cannot be read ({err}). {fix}") from None
+    expected = {"x_train": (50000, 32, 32, 3), "y_train": (50000,), "x_test": (10000, 32, 32, 3), "y_test": (10000,)}
+    for key, shape in expected.items():
+        if key not in data or data[key].shape != shape:
+            found = data[key].shape if key in data else "missing"
+            raise ValueError(f"{path}: {key} is {found}, expected {shape}. {fix}")
+    return data
+
+
+cifar = load_cifar10(DATA_DIR / "cifar10.npz")
+if cifar is not None:
+    NP_DATASET, np_classes = "CIFAR-10", CIFAR_CLASSES
+    X_np, y_np = cifar["x_train"].reshape(50000, -1), cifar["y_train"].astype(np.int64)
+    # the test part moves into its seal; `cifar` keeps the training part only
+    cifar_test = seal_arrays("CIFAR-10", cifar.pop("x_test"), cifar.pop("y_test"), FINAL_MODELS["CIFAR-10"])
+    np_test_set = cifar_test
+    NP_PROVENANCE = str(cifar.get("provenance", "CIFAR-10 (no provenance recorded)"))
+else:
+    NP_DATASET, np_classes = "FashionMNIST", FASHION_CLASSES
+    NP_PROVENANCE = "FashionMNIST, because CIFAR-10 was not available"
+    X_np, y_np = fashion["train_images"].reshape(60000, -1).numpy(), fashion["train_labels"].numpy()
+    np_test_set = test_set  # read at the end by the final NumPy network, like the MLP and the CNN
+np_train_idx, np_val_idx = train_test_split(np.arange(len(y_np)), test_size=5000, random_state=SEED, stratify=y_np)
+np_train_idx = np_train_idx[:P["np_n_train"]]
+np_mean = (X_np[np_train_idx] / 255).mean(0)
+np_std = (X_np[np_train_idx] / 255).std(0) + 1e-3
+standardize = lambda a: ((a / 255 - np_mean) / np_std).astype(np.float32)  # noqa: E731
+X_np_train, X_np_val = standardize(X_np[np_train_idx]), standardize(X_np[np_val_idx])
+y_np_train, y_np_val = y_np[np_train_idx], y_np[np_val_idx]
+print(f"{NP_DATASET}: train {X_np_train.shape}, validation {X_np_val.shape}, "
+      f"test sealed (read once, by the final network)")
+print(f"provenance: {NP_PROVENANCE}")
+
+# %% [markdown]
+# **Training** is the same plain loop as `fit`, in NumPy: shuffled mini-batches, one update per batch, and the
+# exponential learning-rate decay $\eta_t = \eta\, e^{-kt}$ applied per epoch $t$. The history has the keys of
+# `fit`'s history, so the shared `plot_curves` draws it.
+
+# %%
+@dataclass(frozen=True)
+class NumpyConfig:
+    hidden: tuple = (1024, 512)
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    l2: float = 1e-4
+    lr_decay: float = 0.1  # k in lr * exp(-k * epoch); 0 keeps the rate constant
+    batch_size: int = 128
+    num_epochs: int = 10
+
+
+def predict_numpy(net, X, batch_size=2000) -> np.ndarray:
+    return np.concatenate([forward_pass(net, X[i:i + batch_size])[0] for i in range(0, len(X), batch_size)])
+
+
+def train_numpy_net(cfg: NumpyConfig, train, val, name="numpy", seed=SEED, verbose=True) -> tuple[dict, dict]:
+    (X, y), (X_v, y_v) = train, val
+    net = init_network([X.shape[1], *cfg.hidden, 10], cfg.activation, seed)
+    state, rng = init_optimizer_state(net), np.random.default_rng(seed)
+    history = {"epoch": [], "train_loss": [], "val_loss": [], "val_metric": [], "time_s": []}
+    start, seen = time.perf_counter(), 0
+    for epoch in range(cfg.num_epochs):
+        lr = cfg.lr * math.exp(-cfg.lr_decay * epoch)
+        order, running = rng.permutation(len(X)), 0.0
+        for s in range(0, len(X), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            probs, cache = forward_pass(net, X[idx])
+            running += cross_entropy_np(net, probs, y[idx]) * len(idx)
+            update_network(net, backward_pass(net, probs, cache, y[idx], cfg.l2), state, lr, cfg.optimizer)
+            seen += len(idx)
+        val_probs = predict_numpy(net, X_v)
+        history["epoch"].append(epoch + 1)
+        history["train_loss"].append(running / len(X))
+        history["val_loss"].append(cross_entropy_np(net, val_probs, y_v))
+        history["val_metric"].append(float((val_probs.argmax(1) == y_v).mean()))
+        history["time_s"].append(time.perf_counter() - start)
+        if verbose:
+            print(f"[{name}] epoch {epoch + 1:3d}/{cfg.num_epochs} | lr {lr:.2e} | "
+                  f"train {history['train_loss'][-1]:.4f} | val {history['val_loss'][-1]:.4f} | "
+                  f"acc {100 * history['val_metric'][-1]:5.2f}% | {history['time_s'][-1]:6.1f}s")
+    history["samples_per_s"] = seen / history["time_s"][-1]
+    return net, history
+
+# %% [markdown]
+# **Learning rates, then ablations.** SGD and Adam each get their own learning rate, picked by validation
+# accuracy after a short run on a subset. Then four runs on the same subset and budget change one thing each
+# against the full recipe (Adam, L2, decay): Adam → SGD, no L2, no decay. The best of them on validation is
+# then trained on the whole training part for longer and evaluated once on the test set.
+
+# %%
+np_base = NumpyConfig(hidden=P["np_hidden"], num_epochs=P["np_tune_epochs"])
+np_sub = slice(0, P["np_ablation_n"])
+np_sub_train = (X_np_train[np_sub], y_np_train[np_sub])
+NP_LRS = {"adam": [3e-4, 1e-3, 3e-3], "sgd": [0.01, 0.03, 0.1]}
+np_lr_rows = []
+with section("B numpy network", METRICS):
+    for opt, lrs in NP_LRS.items():
+        for lr in lrs:
+            _, hist = train_numpy_net(replace(np_base, optimizer=opt, lr=lr), np_sub_train, (X_np_val, y_np_val),
+                                      name=f"{opt} lr {lr:g}", verbose=False)
+            np_lr_rows.append({"optimizer": opt, "lr": lr, "val_acc": hist["val_metric"][-1],
+                               "val_loss": hist["val_loss"][-1]})
+np_lr_rows = show_table(np_lr_rows, sort_by="val_acc", descending=True)
+np_best_lr = {opt: next(r["lr"] for r in np_lr_rows if r["optimizer"] == opt) for opt in NP_LRS}
+print("tuned learning rates:", np_best_lr)
+
+# %%
+np_recipe = replace(np_base, lr=np_best_lr["adam"], num_epochs=P["np_ablation_epochs"])
+NP_ABLATIONS = {"Adam + L2 + decay (recipe)": np_recipe,
+                "SGD instead of Adam": replace(np_recipe, optimizer="sgd", lr=np_best_lr["sgd"]),
+                "no L2": replace(np_recipe, l2=0.0),
+                "no learning-rate decay": replace(np_recipe, lr_decay=0.0)}
+np_histories, np_ablation_rows = {}, []
+with section("B numpy network", METRICS):
+    for name, cfg in NP_ABLATIONS.items():
+        _, np_histories[name] = train_numpy_net(cfg, np_sub_train, (X_np_val, y_np_val), name=name)
+        np_ablation_rows.append({"run": name, "optimizer": cfg.optimizer, "lr": cfg.lr, "l2": cfg.l2,
+                                 "lr_decay": cfg.lr_decay, "final_val_acc": np_histories[name]["val_metric"][-1],
+                                 "best_val_acc": max(np_histories[name]["val_metric"]),
+                                 "final_train_loss": np_histories[name]["train_loss"][-1]})
+np_ablation_rows = show_table(np_ablation_rows, sort_by="final_val_acc", descending=True)
+fig = plot_curves(np_histories, keys=("train_loss", "val_loss", "val_metric"),
+                  ylabels=("training loss", "validation loss", "validation accuracy"),
+                  title=f"NumPy network on {NP_DATASET}: one change at a time ({P['np_ablation_n']} images)")
+savefig(fig, FIGURE_DIR / "numpy_ablations")
+
+
+# %% [markdown]
+# **The final NumPy network** takes the best ablation's settings, trains on all of the training part for
+# longer, and reads the test set once.
+
+# %%
+def numpy_state(net: dict) -> dict:
+    """The NumPy network's arrays, and the input standardisation it was trained with, as one flat dict."""
+    return {"input_mean": np_mean, "input_std": np_std,
+            **{f"{i}.{k}": layer[k] for i, layer in enumerate(net["layers"]) for k in ("W", "b")}}
+
+
+np_run_config = {"network": asdict(replace(NP_ABLATIONS[np_ablation_rows[0]["run"]], num_epochs=P["np_epochs"])),
+                 "dataset": NP_DATASET, "inputs": X_np_train.shape[1]}
+np_final_config = final_config("B: NumPy network", np_run_config)  # in verify: the committed run's
+if np_final_config["dataset"] != NP_DATASET:  # verify, without the data set of the committed network
+    print(f"verify: the committed NumPy network was trained on {np_final_config['dataset']}, which is not here: this "
+          f"run trains its own on {NP_DATASET} at the smoke budget, and its test number is not compared")
+    VERIFIED["B: NumPy network"] = f"not compared: no {np_final_config['dataset']} here"
+    np_final_config = np_run_config
+np_final_cfg = from_dict(NumpyConfig, np_final_config["network"])
+np_digest = source_digest(init_network, forward_pass, softmax, np_sigmoid, NumpyConfig)
+print(f"final NumPy network: {np_final_cfg}")
+with section("B numpy network", METRICS):
+    np_state = load_checkpoint("B: NumPy network", np_digest) if VERIFY and not VERIFIED.get("B: NumPy network") \
+        else None
+    if np_state is not None:  # verify: the committed weights, and the standardisation they were trained with
+        np_mean, np_std = np_state.pop("input_mean").numpy(), np_state.pop("input_std").numpy()
+        np_final_net = {"activation": np_final_cfg.activation,
+                        "layers": [{k: np_state[f"{i}.{k}"].numpy() for k in ("W", "b")}
+                                   for i in range(len(np_state) // 2)]}
+        np_final_history = loaded_history()
+    else:
+        np_budget = PROFILES["quick"] if VERIFIED.get("B: NumPy network", "").startswith("trained again") else P
+        np_final_net, np_final_history = train_numpy_net(
+            replace(np_final_cfg, num_epochs=np_budget["np_epochs"]), (X_np_train, y_np_train), (X_np_val, y_np_val),
+            name="numpy")
+        save_checkpoint("B: NumPy network", numpy_state(np_final_net), np_final_config, np_digest)
+images, labels = np_test_set.read("B: NumPy network")
+images, labels = np.asarray(images).reshape(len(labels), -1), np.asarray(labels).astype(np.int64)
+np_test_acc = float((predict_numpy(np_final_net, standardize(images)).argmax(1) == labels).mean())
+print(f"NumPy network on {NP_DATASET}: test accuracy {100 * np_test_acc:.2f}% "
+      f"(validation {100 * np_final_history['val_metric'][-1]:.2f}%, "
+      f"{np_final_history['samples_per_s']:.0f} samples/s)")
+print(f"data: {NP_PROVENANCE}")
+METRICS["appendix"]["B"].update({
+    "dataset": NP_DATASET, "provenance": NP_PROVENANCE, "config": asdict(np_final_cfg), "test_acc": np_test_acc,
+    "val_acc": np_final_history["val_metric"][-1], "samples_per_s": np_final_history["samples_per_s"],
+    "train_wall_s": np_final_history["time_s"][-1], "tuned_lr": np_best_lr, "lr_rows": np_lr_rows,
+    "ablations": np_ablation_rows, "n_train": len(y_np_train)})
+
+# %% [markdown] tags=["observation"]
+# **Observation.** The backward pass agrees with autograd to rounding (relative errors near 1e-16) and with
+# finite differences to 2.21e-08, the rounding error of the difference quotient, far below the 1e-6 bar. On
+# CIFAR-10 the tuned learning rates are 0.0003 for Adam and 0.01 for SGD, each the smallest value tried, so the
+# grids should be widened downwards. At equal budget Adam beats SGD (0.4726 against 0.441 after six epochs); L2 and
+# the learning-rate decay make differences a seed could reverse (without L2 0.4712, without decay 0.4686), so they
+# are kept as the recipe rather than ranked. The final network reaches **54.00%** test accuracy (validation
+# 54.12%), above the assignment's 42% and our 50% target, in pure NumPy at 1760 samples/s. Its validation loss
+# rises after epoch 4 (1.3754 to 1.4666) while the training loss keeps falling to 0.4346: the MLP overfits CIFAR-10,
+# and more regularization or augmentation is the next thing to try.

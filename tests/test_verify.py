@@ -1,0 +1,100 @@
+"""The verify profile: the final models load their saved weights instead of training, and the reported test
+numbers come out again. Checked on the committed full run (its checkpoints/) and on this session's smoke run,
+with one of its checkpoint files corrupted to check the message and the fallback."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import NOTEBOOKS, ROOT, notebook_outputs_text
+
+# one final model per notebook whose file the round-trip test corrupts: cheap to train again at the quick budget
+CORRUPTED = {"hw1": "D: wine classifier", "hw2": "conditional VAE"}
+
+
+def run_verify(key: str, out_dir, env_extra: dict) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([sys.executable, "tools/run_notebook.py", f"{NOTEBOOKS[key]}.ipynb", "--profile", "verify",
+                           "--outputs", str(out_dir), "--timeout", "900"],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def verify_rows(out_dir, key: str) -> dict[str, dict]:
+    metrics = json.loads((out_dir / f"{key}_metrics.json").read_text())
+    return {row["final model"]: row for row in metrics["verify"]["rows"]}
+
+
+@pytest.mark.parametrize("key", sorted(NOTEBOOKS))
+def test_smoke_run_saves_its_final_models(smoke_run, key):
+    _, metrics, _ = smoke_run[key]
+    records = metrics["checkpoints"]
+    folder = smoke_run[key][2].parent.parent / "checkpoints" / key
+    for name, record in records.items():
+        path = folder / record["file"]
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        assert payload["name"] == name and json.loads(payload["config"]) == record["config"]
+        assert all(not v.is_floating_point() or v.dtype == torch.float16 for v in payload["state"].values())
+        assert len(record["sha256"]) == 64 and record["bytes"] == path.stat().st_size
+    expected = {"hw1": {"MLP", "CNN", "B: NumPy network", "D: wine classifier"},
+                "hw2": {"autoencoder", "fine-tuned classifier", "HW1 CNN recipe", "VAE", "conditional VAE",
+                        "judge (scratch classifier)"}}[key]
+    assert set(records) == expected
+
+
+@pytest.mark.parametrize("key", sorted(NOTEBOOKS))
+def test_verify_reproduces_the_smoke_run(smoke_run, key, tmp_path):
+    """verify against the smoke run's metrics and weights, one file truncated: every other final model's test
+    number agrees within the tolerance; the truncated one is named, with what differs, and trained again."""
+    smoke_dir = smoke_run[key][2].parent.parent
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(smoke_dir / "checkpoints" / key, checkpoints)
+    smoke_metrics = smoke_run[key][1]
+    broken = checkpoints / smoke_metrics["checkpoints"][CORRUPTED[key]]["file"]
+    broken.write_bytes(broken.read_bytes()[:1000])
+    out = tmp_path / "verify"
+    proc = run_verify(key, out, {"HW_VERIFY_METRICS": str(smoke_dir / f"{key}_metrics.json"),
+                                 "HW_VERIFY_CHECKPOINTS": str(checkpoints)})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = verify_rows(out, key)
+    for name, row in rows.items():
+        if name == CORRUPTED[key]:
+            assert row["agrees"] is None and row["weights"].startswith("trained again"), row
+        else:
+            assert row["weights"] == "committed weights" and row["agrees"] is True, row
+    import nbformat
+    text = notebook_outputs_text(nbformat.read(out / f"{NOTEBOOKS[key]}.ipynb", as_version=4))
+    assert f"verify: {CORRUPTED[key]}: {broken}: its SHA-256" in text
+    assert "TRAINED AGAIN with the quick profile's budget" in text
+
+
+@pytest.mark.parametrize("key", sorted(NOTEBOOKS))
+def test_verify_reproduces_the_committed_run(key, tmp_path):
+    """The committed checkpoints reproduce every reported test number of the committed full run."""
+    committed = json.loads((ROOT / "report" / f"{key}_metrics.json").read_text())
+    assert committed.get("checkpoints"), "the committed full run saved no checkpoints"
+    proc = run_verify(key, tmp_path, {})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = verify_rows(tmp_path, key)
+    assert rows and all(row["agrees"] is True for row in rows.values()), rows
+
+
+def test_committed_checkpoints_stay_small():
+    """The weights that both notebooks commit stay near 15 MB, and each recorded file is there, unchanged."""
+    total = 0
+    for key in NOTEBOOKS:
+        records = json.loads((ROOT / "report" / f"{key}_metrics.json").read_text()).get("checkpoints", {})
+        assert records, f"the committed {key} run saved no checkpoints"
+        for record in records.values():
+            path = ROOT / "checkpoints" / key / record["file"]
+            assert path.stat().st_size == record["bytes"], path
+            total += record["bytes"]
+    assert total < 16e6, f"{total / 1e6:.1f} MB of checkpoints"
+
+
+def test_verify_without_the_committed_run_says_what_to_do(tmp_path):
+    proc = run_verify("hw1", tmp_path, {"HW_VERIFY_METRICS": str(tmp_path / "missing.json")})
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'missing.json'} is missing" in proc.stderr and "HW_VERIFY_METRICS" in proc.stderr
