@@ -59,24 +59,23 @@ def hw2_rows(m: dict) -> list[str]:
 
 def render() -> str:
     lines = [START, "| model | selection score (validation) | test | training samples/s |", "|---|---|---|---|"]
+    metrics = {key: json.loads(path.read_text()) for key in ("hw1", "hw2")
+               if (path := ROOT / "report" / f"{key}_metrics.json").exists()}  # each file read once
     times = []
     for key, rows in (("hw1", hw1_rows), ("hw2", hw2_rows)):
-        path = ROOT / "report" / f"{key}_metrics.json"
-        if not path.exists():
+        if key not in metrics:
             continue
-        m = json.loads(path.read_text())
+        m = metrics[key]
         lines += rows(m)
         times.append(f"{key.upper()} `{m['profile']}` run: {m['wall_time_s']['total'] / 60:.1f} min on "
                      f"{m['environment']['cpu_threads']} CPU threads ({m['environment']['device']}, "
                      f"torch {m['environment']['torch']})")
     lines += ["", *[f"- {t}" for t in times]]
-    hw1 = ROOT / "report" / "hw1_metrics.json"
-    if hw1.exists():  # the speed of the machine, so that times measured elsewhere can be compared
-        gflops = json.loads(hw1.read_text())["appendix"]["F"]["matmul_gflops"]
+    if "hw1" in metrics:  # the speed of the machine, so that times measured elsewhere can be compared
+        gflops = metrics["hw1"]["appendix"]["F"]["matmul_gflops"]
         lines.append(f"- the machine of HW1's run multiplies float32 matrices at {gflops:.0f} GFLOP/s "
                      f"(appendix F); scale the times by your machine's speed")
-    sizes = [sum(r["bytes"] for r in json.loads(path.read_text()).get("checkpoints", {}).values())
-             for path in sorted((ROOT / "report").glob("hw*_metrics.json"))]
+    sizes = [sum(r["bytes"] for r in m.get("checkpoints", {}).values()) for m in metrics.values()]
     if sum(sizes):
         lines.append(f"- weights of the final models in `checkpoints/` (float16, what `verify` loads): "
                      f"{sum(sizes) / 1e6:.1f} MB")
