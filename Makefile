@@ -24,8 +24,11 @@ data: .venv/installed
 build: .venv/installed
 	$(PYTHON) tools/build_notebooks.py
 
+# two workers: the notebook executions are small models and figures that one thread runs nearly as fast as two,
+# so two of them side by side (one thread each) take about half the time; the tests that share the smoke runs
+# stay on one worker (see tests/conftest.py)
 test: .venv/installed data lint
-	$(PYTHON) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 --dist loadgroup tests
 
 # ruff reads the notebooks themselves, so names are resolved across cells (linting src/ alone cannot do that)
 lint: .venv/installed

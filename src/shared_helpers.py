@@ -42,6 +42,10 @@ elif (free := max(1, round((os.cpu_count() or 1) - busy_cores()))) < torch.get_n
     print(f"the machine is busy ({free} of {os.cpu_count()} cores free): using {free} threads (HW_THREADS overrides)")
     torch.set_num_threads(free)
 device = pick_device(DEVICE)
+# TF32 matrix products (the default for convolutions on recent NVIDIA GPUs) keep 10 mantissa bits: the checks
+# below that compare two computations of the same function (batch-norm folding, stacked vs single models) need
+# float32 on every device, and results then agree with the CPU run up to rounding.
+torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 print(f"device: {device} | torch {torch.__version__} | threads {torch.get_num_threads()}")
 
 # %% [markdown]
@@ -356,6 +360,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def shape_trace(model: nn.Sequential, x: torch.Tensor) -> list[tuple[str, tuple]]:
     """Run x through each top-level layer and record the output shapes (a check a grader can read)."""
+    x = x.to(next(model.parameters()).device)
     rows = [("input", tuple(x.shape))]
     with torch.no_grad():
         for name, layer in model.named_children():
@@ -594,7 +599,9 @@ def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), yla
         for i, (name, h) in enumerate(histories.items()):
             if h.get(key):
                 color = (colors or {}).get(name, plt.get_cmap("tab10")(i % 10))
-                ax.plot(h["epoch"][:len(h[key])], h[key], label=name, color=color)
+                # a line style per run as well: curves that coincide (Adam and AdamW) stay visible, also in grey
+                ax.plot(h["epoch"][:len(h[key])], h[key], label=name, color=color,
+                        linestyle=("-", "--", "-.", ":")[i % 4])
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         if logy:

@@ -81,3 +81,14 @@ def smoke_run(tmp_path_factory):
         metrics = json.loads((out_dir / f"{key}_metrics.json").read_text())
         results[key] = (nb, metrics, out_dir / "figures" / key)
     return results
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n 2 --dist loadgroup` (make test) every test that reads the session's smoke runs goes to one
+    worker, so that the smoke runs happen once; the other worker meanwhile runs the remaining tests, among them the
+    empty-folder and committed-run executions."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke_runs"))

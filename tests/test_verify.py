@@ -40,7 +40,7 @@ def test_smoke_run_saves_its_final_models(smoke_run, key):
         assert len(record["sha256"]) == 64 and record["bytes"] == path.stat().st_size
     expected = {"hw1": {"MLP", "CNN", "B: NumPy network", "D: wine classifier"},
                 "hw2": {"autoencoder", "fine-tuned classifier", "HW1 CNN recipe", "VAE", "conditional VAE",
-                        "judge (scratch classifier)"}}[key]
+                        "judge (scratch classifier)", "DCGAN generator"}}[key]
     assert set(records) == expected
 
 
