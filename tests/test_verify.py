@@ -78,6 +78,11 @@ def test_verify_reproduces_the_committed_run(key, tmp_path):
     proc = run_verify(key, tmp_path, {})
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = verify_rows(tmp_path, key)
+    # Appendix B's network is committed for CIFAR-10, which a clone has only where the course's copy lies beside
+    # it (`make data`); without it the notebook says so and cannot compare that one row. Every other row must agree.
+    if key == "hw1" and not (ROOT / "data" / "cifar10.npz").exists():
+        assert rows["B: NumPy network"]["weights"] == "not compared: no CIFAR-10 here", rows
+        rows = {name: row for name, row in rows.items() if name != "B: NumPy network"}
     assert rows and all(row["agrees"] is True for row in rows.values()), rows
 
 
