@@ -503,8 +503,13 @@ CNN_TRAIN = TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_siz
 # how far a long silent loop has come.
 
 # %%
+from matplotlib.ticker import LogFormatterSciNotation
+
 plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
                      "axes.spines.top": False, "axes.spines.right": False})
+# Inches at which the reports print a figure: across the text width, or in one column of a two-column grid.
+# Each figure is drawn at the width it prints, so matplotlib's 10 pt text prints at 10 pt; text is kept >= 8 pt.
+PRINT_WIDTH = {"full": 6.7, "half": 3.3}
 COLORS = dict(zip(list(OPTIMIZERS) + ["mlp", "cnn"], plt.get_cmap("tab10").colors))
 
 
@@ -513,6 +518,20 @@ def savefig(fig: plt.Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(path.with_name(f"{path.name}.{ext}"), bbox_inches="tight")
+
+
+class PlainLogFormatter(LogFormatterSciNotation):
+    """Log-axis tick labels as plain numbers (0.02, not 2×10⁻²): matplotlib sets an exponent at 0.7 × the tick
+    size, too small in print. The ticks labelled are the ones matplotlib would label."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis (ax.xaxis or ax.yaxis, after set_*scale("log")) with plain numbers."""
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter())
 
 
 METRICS: dict = {"profile": PROFILE, "seed": SEED, "wall_time_s": {}}
@@ -572,29 +591,34 @@ def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str 
     return rows
 
 
-def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str) -> plt.Figure:
-    """One panel per confusion matrix (rows: true class), each cell the % of its true class."""
+def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
+                    width: float | None = None) -> plt.Figure:
+    """One panel per confusion matrix (rows: true class), each cell the % of its true class. The width (inches)
+    defaults to half the text width per panel, at most the full width."""
     k = len(class_names)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.4 * len(matrices), 4.2), squeeze=False)
+    width = width or min(PRINT_WIDTH["half"] * len(matrices), PRINT_WIDTH["full"])
+    fig, axes = plt.subplots(1, len(matrices), figsize=(width, 0.95 * width / len(matrices) + 0.3), squeeze=False)
     for ax, (name, cm) in zip(axes[0], matrices.items()):
         share = cm / cm.sum(1, keepdims=True)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i, j in np.ndindex(cm.shape):
-            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=6,
+            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=8,
                     color="white" if share[i, j] > 0.5 else "black")
         ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=name)
-        ax.set_xticklabels(class_names, rotation=60, fontsize=6)
-        ax.set_yticklabels(class_names, fontsize=6)
+        ax.set_xticklabels(class_names, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
+        ax.set_yticklabels(class_names, fontsize=8)
         ax.grid(False)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize="medium")  # at 12 pt a long title would widen a half-width figure
     fig.tight_layout()
     return fig
 
 
 def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), ylabels=None, title="",
-                colors: dict | None = None, logy=False) -> plt.Figure:
-    """One panel per history key, one line per run; x is the epoch."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.4), squeeze=False)
+                colors: dict | None = None, logy=False, width: float = PRINT_WIDTH["full"],
+                height: float = 2.6) -> plt.Figure:
+    """One panel per history key, one line per run; x is the epoch. The figure is drawn at the width (inches)
+    the report prints it, so its text prints at its own size."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, height), squeeze=False)
     for ax, key, ylabel in zip(axes[0], keys, ylabels or keys):
         for i, (name, h) in enumerate(histories.items()):
             if h.get(key):
@@ -606,7 +630,8 @@ def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), yla
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=7)
+            plain_log_ticks(ax.yaxis)
+    axes[0][-1].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
