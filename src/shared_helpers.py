@@ -520,18 +520,20 @@ def savefig(fig: plt.Figure, path: Path) -> None:
         fig.savefig(path.with_name(f"{path.name}.{ext}"), bbox_inches="tight")
 
 
-class PlainLogFormatter(LogFormatterSciNotation):
-    """Log-axis tick labels as plain numbers (0.02, not 2×10⁻²): matplotlib sets an exponent at 0.7 × the tick
-    size, too small in print. The ticks labelled are the ones matplotlib would label."""
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """Log-axis tick labels as plain numbers (0.02, 1e-5; not 2×10⁻²): matplotlib sets an exponent at 0.7 × the
+    tick size, too small in print. The ticks labelled are the ones matplotlib would label."""
 
     def __call__(self, x, pos=None):
-        return f"{x:g}" if super().__call__(x, pos) else ""
+        if not super().__call__(x, pos):
+            return ""
+        return f"{x:g}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
 
 def plain_log_ticks(axis) -> None:
     """Label a log axis (ax.xaxis or ax.yaxis, after set_*scale("log")) with plain numbers."""
-    axis.set_major_formatter(PlainLogFormatter())
-    axis.set_minor_formatter(PlainLogFormatter())
+    axis.set_major_formatter(_PlainLogFormatter())
+    axis.set_minor_formatter(_PlainLogFormatter())
 
 
 METRICS: dict = {"profile": PROFILE, "seed": SEED, "wall_time_s": {}}
@@ -615,9 +617,10 @@ def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
 
 def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), ylabels=None, title="",
                 colors: dict | None = None, logy=False, width: float = PRINT_WIDTH["full"],
-                height: float = 2.6) -> plt.Figure:
+                height: float = 2.6, legend_cols: int | None = None) -> plt.Figure:
     """One panel per history key, one line per run; x is the epoch. The figure is drawn at the width (inches)
-    the report prints it, so its text prints at its own size."""
+    the report prints it, so its text prints at its own size. The legend sits in the last panel, or, with
+    legend_cols, under the panels in that many columns (many runs or long names would cover a narrow panel)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(width, height), squeeze=False)
     for ax, key, ylabel in zip(axes[0], keys, ylabels or keys):
         for i, (name, h) in enumerate(histories.items()):
@@ -631,9 +634,13 @@ def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), yla
         if logy:
             ax.set_yscale("log")
             plain_log_ticks(ax.yaxis)
-    axes[0][-1].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    if legend_cols is None:
+        axes[0][-1].legend(fontsize=8)
+    else:  # below the axes: the saved figure (tight bounding box) grows downwards, not wider
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0),
+                   ncol=legend_cols, fontsize=8, frameon=False, handlelength=2.2, columnspacing=1.2)
     return fig
 
 

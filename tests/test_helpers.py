@@ -129,6 +129,10 @@ def exercise(h, tmp_path) -> dict:
                                                   ("m",))
     fig = h["plot_curves"]({"run": out["fit"]}, keys=("train_loss", "val_metric"))
     out["plot_curves"] = fig
+    log_fig = h["plot_curves"]({"run": {"epoch": [1, 2, 3], "train_loss": [1e-5, 3e-3, 0.5]}}, keys=("train_loss",),
+                               logy=True, width=h["PRINT_WIDTH"]["half"])
+    log_fig.canvas.draw()
+    out["plain_log_ticks"] = [t.get_text() for t in log_fig.axes[0].get_yticklabels() if t.get_text()]
     out["plot_confusions"] = h["plot_confusions"]({"a": np.eye(3, dtype=int) + 1}, ["x", "y", "z"], "tiny")
     h["savefig"](fig, tmp_path / "figures" / "curves")
     out["savefig"] = sorted(p.name for p in (tmp_path / "figures").iterdir())
@@ -177,6 +181,8 @@ def test_helpers_compute_what_they_say(h, tmp_path):
     assert out["labels_digest"] == hashlib.sha256(b"314").hexdigest()
     assert out["seal_arrays"].read("m")[1] is not None and out["seal_test_split"].read("m")[0] is not None
     assert out["savefig"] == ["curves.pdf", "curves.png"]
+    assert out["plain_log_ticks"] and not any("$" in t or "^" in t for t in out["plain_log_ticks"])
+    assert out["plot_curves"].get_figwidth() == h["PRINT_WIDTH"]["full"]
     assert "a section" in out["section"]["wall_time_s"]
     assert out["progress"] == [0, 1, 2]
     assert out["to_builtin"] == {"a": 1.5, "b": [1, 2], "3": [4]}
