@@ -46,6 +46,7 @@ import os
 import platform
 import random
 import sys
+import textwrap
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -176,27 +177,41 @@ assert torch.bincount(y_all[val_idx], minlength=10).eq(1000).all(), "validation 
 
 
 # %%
-def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", size=1.2):
+def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", width=PRINT_WIDTH["full"]):
     """Images in rows of ncols, each with its title, drawn as one mosaic in a single axes (one axes per image
-    made the figures of this notebook take seconds each to lay out and save). Each image is scaled to [0, 1]
+    made the figures of this notebook take seconds each to lay out and save). The figure is `width` inches wide,
+    the width the report prints it, so each image gets width / ncols and the 8 pt titles print at 8 pt; a None
+    image leaves its place blank, and a row without titles gets no room for them. Each image is scaled to [0, 1]
     on its own, as `imshow` would, or around 0 for a diverging colour map so that white means 0; smaller
     images (deeper feature maps) are enlarged by an integer factor to the size of the largest."""
-    images = [np.asarray(image, dtype=np.float64) for image in images]
-    titles = list(titles) if titles is not None else [""] * len(images)
-    h, w = max(image.shape[0] for image in images), max(image.shape[1] for image in images)
+    images = [None if image is None else np.asarray(image, dtype=np.float64) for image in images]
+    titles = list(titles if titles is not None else [])
+    titles += [""] * (len(images) - len(titles))  # titles may name the first row only
+    shown = [image for image in images if image is not None]
+    h, w = max(image.shape[0] for image in shown), max(image.shape[1] for image in shown)
     zoom = math.ceil(24 / max(h, w))  # tiny images (3x3 filters) are enlarged too, so the gaps stay thin
     h, w = zoom * h, zoom * w
     gap = max(1, w // 12)  # blank pixels between images
-    px_per_inch = (w + gap) / size
-    lines = max(t.count("\n") + 1 if t else 0 for t in titles)
-    band = gap + math.ceil(lines * 0.13 * px_per_inch)  # room above each image for its title (7 pt lines)
+    px_per_inch = ncols * (w + gap) / (width - 0.2)  # savefig's tight bounding box adds 0.1 in on each side
     nrows = math.ceil(len(images) / ncols)
-    canvas = np.full((nrows * (h + band), ncols * (w + gap)), np.nan)  # NaN = background
+    row_titles = [titles[r * ncols:(r + 1) * ncols] for r in range(nrows)]
+    lines = [max((t.count("\n") + 1 for t in row if t), default=0) for row in row_titles]
+    bands = [gap + math.ceil(n * 0.15 * px_per_inch) if n else gap for n in lines]  # 8 pt lines above the images
+    tops = np.cumsum([0] + [band + h for band in bands])
+    canvas = np.full((tops[-1], ncols * (w + gap)), np.nan)  # NaN = background
     diverging = cmap in ("bwr", "seismic", "coolwarm", "RdBu", "RdBu_r")
-    fig_w, fig_h = canvas.shape[1] / px_per_inch, canvas.shape[0] / px_per_inch + 0.4
-    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - 0.4 / fig_h)
+    title = textwrap.fill(title, int(width * 13))  # about 13 characters of 10 pt text per inch
+    head = 0.2 + 0.18 * (title.count("\n") + 1) if title else 0.05
+    fig_h = canvas.shape[0] / px_per_inch + head
+    fig, ax = plt.subplots(figsize=(width, fig_h))
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - head / fig_h)
     for k, (image, text) in enumerate(zip(images, titles)):
+        row, col = divmod(k, ncols)
+        if text:
+            ax.text(col * (w + gap) + (w - 1) / 2, tops[row] + bands[row] - 0.5 - gap / 2, text,
+                    ha="center", va="bottom", fontsize=8, linespacing=1.1)
+        if image is None:
+            continue
         factor = min(h // image.shape[0], w // image.shape[1])
         image = np.kron(image, np.ones((factor, factor)))
         if diverging:
@@ -205,15 +220,12 @@ def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", size=1
         else:
             low, high = image.min(), image.max()
             image = (image - low) / (high - low) if high > low else np.zeros_like(image)
-        row, col = divmod(k, ncols)
-        top = row * (h + band) + band + (h - image.shape[0]) // 2
+        top = tops[row] + bands[row] + (h - image.shape[0]) // 2
         left = col * (w + gap) + (w - image.shape[1]) // 2
         canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
-        ax.text(col * (w + gap) + (w - 1) / 2, row * (h + band) + band - 0.5 - gap / 2, text,
-                ha="center", va="bottom", fontsize=7)
     ax.imshow(canvas, cmap=plt.get_cmap(cmap).with_extremes(bad="white"), vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize="medium")
     return fig
 
 
@@ -330,11 +342,12 @@ METRICS["regression"] = {"course_files": course is not None,
 
 
 # %%
-def plot_regression_panels(datasets, curves=None, title="", x_grid=TRUTH_GRID, bands=True, ncols=3):
+def plot_regression_panels(datasets, curves=None, title="", x_grid=TRUTH_GRID, bands=True, ncols=3,
+                           width=PRINT_WIDTH["full"]):
     """One panel per data set: training points, gaps, the truth where known, and each method's curve
     (curves: {label: (D, members, Q) predictions}) with a ±2 sd band over its members."""
     nrows = math.ceil(len(datasets) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7.5, 2.2 * nrows + 0.4), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 1.9 * nrows + 0.4), squeeze=False, sharex=True)
     for i, (ax, d) in enumerate(zip(axes.flat, datasets)):
         for lo, hi in REGRESSION_GAPS:
             ax.axvspan(lo, hi, color="0.92", lw=0)
@@ -346,14 +359,14 @@ def plot_regression_panels(datasets, curves=None, title="", x_grid=TRUTH_GRID, b
             ax.plot(x_grid, mean, color=f"C{j}", lw=1.2, label=label)
             if bands and len(members[i]) > 1:
                 ax.fill_between(x_grid, mean - 2 * sd, mean + 2 * sd, color=f"C{j}", alpha=0.25, lw=0)
-        ax.set_title(d["name"], fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(d["name"], fontsize="medium")
     for ax in axes.flat[len(datasets):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()  # below the panels: the figure grows downwards
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=min(len(labels), 4), fontsize=8,
+               frameon=False)
     return fig
 
 
@@ -395,15 +408,16 @@ METRICS["regression"]["baseline"] = {"config": asdict(base_cfg), "per_data_set":
 # %%
 def plot_learning_curves(cv: dict, datasets, config_index: int = 0, title=""):
     """Training MSE and mean held-out MSE over steps, one line pair per data set."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["full"], 3.0))
     steps = np.arange(1, len(cv["train_loss"]) + 1)
     for i, d in enumerate(datasets):
         ax.plot(steps, cv["train_loss"][:, config_index, i], color=f"C{i}", lw=0.8, ls=":")
         ax.plot(cv["eval_steps"], cv["mse"][config_index, i].mean(0), color=f"C{i}", lw=1.2, label=d["name"])
     ax.set(xlabel="full-batch step", ylabel="MSE", yscale="log", title=title)
+    plain_log_ticks(ax.yaxis)
     ax.axhline(0.25, color="0.5", lw=0.8)
-    ax.text(steps[-1], 0.25, "noise variance ", ha="right", va="bottom", fontsize=7, color="0.4")
-    ax.legend(fontsize=7, ncol=3, title="solid: CV (held-out), dotted: training", title_fontsize=7)
+    ax.text(steps[-1], 0.25, "noise variance ", ha="right", va="bottom", fontsize=8, color="0.4")
+    ax.legend(fontsize=8, ncol=3, title="solid: CV (held-out), dotted: training", title_fontsize=8)
     return fig
 
 
@@ -430,17 +444,16 @@ def hidden_activations(model: StackedMLP, member: int, x: torch.Tensor) -> list[
 
 
 def plot_hidden_units(layers: list[np.ndarray], x, output, data, title=""):
-    fig, axes = plt.subplots(1, len(layers) + 1, figsize=(7.5, 2.4), sharex=True)
+    fig, axes = plt.subplots(1, len(layers) + 1, figsize=(PRINT_WIDTH["full"], 2.4), sharex=True)
     for ax, acts, name in zip(axes, layers, [f"hidden layer {i + 1}" for i in range(len(layers))]):
         ax.plot(x, acts, lw=0.7)
-        ax.set_title(f"{name}: {acts.shape[1]} units", fontsize=8)
+        ax.set_title(f"{name}: {acts.shape[1]} units", fontsize="medium")
     axes[-1].scatter(data["x"], data["y"], s=3, color="k")
     axes[-1].plot(x, output, color="C3")
-    axes[-1].set_title("output", fontsize=8)
+    axes[-1].set_title("output", fontsize="medium")
     for ax in axes:
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("x", fontsize=8)
-    fig.suptitle(title)
+        ax.set_xlabel("x")
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -569,12 +582,13 @@ METRICS["regression"]["optimizers"] = reg_opt_rows
 # %%
 def plot_train_curves(runs: dict, title: str):
     """Training MSE per step, mean over data sets, for each run {label: (cv, config index)}."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["full"], 3.0))
     for name, (cv, i) in runs.items():
         ax.plot(np.arange(1, len(cv["train_loss"]) + 1), cv["train_loss"][:, i].mean(1), label=name,
                 color=COLORS.get(name))
-    ax.set(xlabel="full-batch step", ylabel="training MSE (mean over data sets)", yscale="log", title=title)
-    ax.legend(fontsize=7, ncol=3)
+    ax.set(xlabel="full-batch step", ylabel="training MSE\n(mean over data sets)", yscale="log", title=title)
+    plain_log_ticks(ax.yaxis)
+    ax.legend(fontsize=8, ncol=3)
     return fig
 
 
@@ -693,7 +707,8 @@ print(f"{opt_rows[0]['run']} has the best mean ({100 * opt_rows[0]['best_val_acc
       + (f"within the seed-to-seed spread of it, not ranked: {', '.join(tied)}" if tied else
          "every other optimizer is below it by more than the seed-to-seed spread"))
 fig = plot_curves(opt_histories, keys=("train_loss", "val_metric"), ylabels=("training loss", "validation accuracy"),
-                  colors=COLORS, title="MLP on FashionMNIST: optimizers at equal budget")
+                  colors=COLORS, title="MLP on FashionMNIST: optimizers at equal budget", height=2.4,
+                  legend_cols=len(opt_histories))
 savefig(fig, FIGURE_DIR / "mlp_optimizers")
 METRICS["mlp"]["optimizers"] = opt_rows
 
@@ -758,7 +773,7 @@ print(f"against no regularization ({100 * none['best_val_acc']:.2f}% ± {100 * n
 # %%
 shown = ["none", "L2 (wd 1e-4)", "dropout 0.3", "batch norm", "early stopping", "augmentation"]
 fig = plot_curves({k: reg_histories[k] for k in shown}, keys=("train_loss", "val_loss", "val_metric"),
-                  ylabels=("training loss", "validation loss", "validation accuracy"),
+                  ylabels=("training loss", "validation loss", "validation accuracy"), legend_cols=3,
                   title=f"MLP on FashionMNIST: regularizers at equal budget ({len(compare_idx):,} training images)")
 savefig(fig, FIGURE_DIR / "mlp_regularization")
 
@@ -876,14 +891,15 @@ savefig(fig, FIGURE_DIR / "regression_selected")
 
 
 def plot_regions(rows: list[dict], title: str):
-    fig, ax = plt.subplots(figsize=(7.5, 2.8))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["full"], 2.8))
     regions = ("gaps", "edges", "interior")
     for j, row in enumerate(rows):
         ax.bar(np.arange(3) + 0.8 * j / len(rows), [row[f"error_{r}"] for r in regions], width=0.8 / len(rows),
                label=row["method"], color=f"C{j}")
     ax.set_xticks(np.arange(3) + 0.4 - 0.4 / len(rows), regions)
     ax.set(ylabel="MSE against the truth", yscale="log", title=title)
-    ax.legend(fontsize=7, ncol=len(rows))
+    plain_log_ticks(ax.yaxis)
+    ax.legend(fontsize=8, ncol=min(len(rows), 4))
     return fig
 
 
@@ -986,14 +1002,16 @@ mlp_search_rows = show_table(mlp_search_rows, ["search", "hidden", "dropout", "b
                                                "cv_acc", "cv_std", "time_s"], sort_by="cv_acc", descending=True)
 
 # %%
-def plot_search(rows, score="cv_acc", title=""):
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+def plot_search(rows, score="cv_acc", ylabel="CV accuracy", title=""):
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], 2.6))
     for i, method in enumerate(("grid", "random")):
         values = [r[score] for r in rows if r["search"] == method]
         errors = [r["cv_std"] for r in rows if r["search"] == method]
         ax.errorbar(np.arange(len(values)) + 0.2 * i, values, yerr=errors, fmt="o", ms=4, capsize=2, label=method)
-    ax.set(xlabel="trial, ranked by CV score within its search", ylabel=score.replace("_", " "), title=title)
-    ax.legend()
+    ax.set(xlabel="trial (ranked within its search)", ylabel=ylabel)
+    fig.suptitle(title, fontsize="medium")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
@@ -1108,7 +1126,8 @@ with section("4 CNN design", METRICS):
 cnn_rows = show_table(cnn_rows, ["run", "params", "final_val_acc", "val_acc_flip_tta", "best_val_acc", "samples_per_s"],
                       sort_by="final_val_acc", descending=True)
 fig = plot_curves(cnn_histories, keys=("train_loss", "val_loss", "val_metric"),
-                  ylabels=("training loss", "validation loss", "validation accuracy"), title="CNN design choices")
+                  ylabels=("training loss", "validation loss", "validation accuracy"), title="CNN design choices",
+                  legend_cols=len(cnn_histories))
 savefig(fig, FIGURE_DIR / "cnn_design")
 
 
@@ -1260,20 +1279,29 @@ show_table(per_class_rows, sort_by="cnn_acc");
 # the way and at the end. The standard deviation of each layer is printed beside the picture.
 
 # %%
-def plot_weight_histograms(snapshots: dict[int, list[np.ndarray]], title):
+def plot_weight_histograms(snapshots: dict[int, list[np.ndarray]], title, width=PRINT_WIDTH["half"]):
+    """One panel per layer (shared log-density axis), one histogram per epoch snapshot."""
     n_layers = len(next(iter(snapshots.values())))
-    fig, axes = plt.subplots(1, n_layers, figsize=(4 * n_layers, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n_layers, figsize=(width, 2.3), squeeze=False, sharey=True)
     for layer, ax in enumerate(axes[0]):
         for epoch, weights in snapshots.items():
-            ax.hist(weights[layer], bins=120, histtype="step", density=True, label=f"epoch {epoch}")
-        ax.set(xlabel="weight value", ylabel="density", title=f"linear layer {layer + 1}", yscale="log")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
+            ax.hist(weights[layer], bins=120, histtype="step", density=True, label=str(epoch))
+        ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+        ax.set_title(f"layer {layer + 1}", fontsize="medium")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(2, symmetric=True))  # -m, 0, m: three labels fit a narrow panel
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}".replace("-", "−")))
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0][0].set_ylabel("density")
+    axes[0][n_layers // 2].set_xlabel("weight value")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout(w_pad=0.3)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), title="epoch", title_fontsize=8, fontsize=8, frameon=False,
+               loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(snapshots))
     return fig
 
 
-fig = plot_weight_histograms(weight_snapshots, "Final MLP: weight distributions during training")
+fig = plot_weight_histograms(weight_snapshots, "Final MLP: weights during training")
 savefig(fig, FIGURE_DIR / "weight_histograms")
 weight_std = {f"epoch {e}": [round(float(w.std()), 4) for w in ws] for e, ws in weight_snapshots.items()}
 for epoch, stds in weight_std.items():
@@ -1316,25 +1344,42 @@ def activation_stats(acts, kind) -> dict:
                        .float().mean()) if low is not None else 0.0 for a in acts]
     return {"dead_fraction": dead, "saturated_fraction": saturated}
 
+
+def plot_activation_profiles(histograms: dict[str, list[tuple]], title: str, width=PRINT_WIDTH["full"]):
+    """One panel per model, one log-density histogram (np.histogram's density, edges) per layer; layer k has the
+    same colour in every panel, so one legend under the panels serves all."""
+    fig, axes = plt.subplots(1, len(histograms), figsize=(width, 2.3), squeeze=False)
+    for ax, (name, layers) in zip(axes[0], histograms.items()):
+        for i, (density, edges) in enumerate(layers):
+            ax.stairs(density, edges, color=f"C{i}", label=f"layer {i + 1}")
+        ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel("activation")
+    axes[0][0].set_ylabel("density")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout(w_pad=0.4)
+    deepest = max(axes[0], key=lambda ax: len(ax.get_legend_handles_labels()[1]))
+    fig.legend(*deepest.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0), fontsize=8,
+               ncol=5, frameon=False)
+    return fig
+
+
 # %%
 probe_images = X_all[train_idx[:P["n_probe"]]]
 profiles = {"relu MLP": (reg_models["none"], "relu"), "tanh MLP": (reg_models["tanh"], "tanh"),
             "sigmoid MLP": (reg_models["sigmoid"], "sigmoid"), "final MLP": (final_mlp, "relu"),
             "final CNN": (final_cnn, "relu")}
-fig, axes = plt.subplots(1, len(profiles), figsize=(3.6 * len(profiles), 3.2))
-activation_rows = []
-for ax, (name, (model, kind)) in zip(axes, profiles.items()):
+activation_rows, histograms = [], {}
+for name, (model, kind) in profiles.items():
     acts = record_activations(model, probe_images)
     stats = activation_stats(acts, kind)
+    histograms[name] = [np.histogram(a.flatten().numpy(), bins=80, density=True) for a in acts]
     for i, a in enumerate(acts):
-        ax.hist(a.flatten().numpy(), bins=80, histtype="step", density=True, label=f"layer {i + 1}")
         activation_rows.append({"model": name, "layer": i + 1, "mean": a.mean().item(), "std": a.std().item(),
                                 "dead_fraction": stats["dead_fraction"][i] if kind == "relu" else 0.0,
                                 "saturated_fraction": stats["saturated_fraction"][i]})
-    ax.set(title=name, xlabel="activation", ylabel="density", yscale="log")
-    ax.legend(fontsize=6)
-fig.suptitle(f"Activation profiles per layer ({len(probe_images)} training images)")
-fig.tight_layout()
+fig = plot_activation_profiles(histograms, f"Activation profiles per layer ({len(probe_images)} training images)")
 savefig(fig, FIGURE_DIR / "activation_profiles")
 show_table(activation_rows)
 METRICS["visual"]["activations"] = activation_rows
@@ -1359,13 +1404,14 @@ METRICS["visual"]["activations"] = activation_rows
 
 # %%
 first = next(m for m in final_mlp if isinstance(m, nn.Linear)).weight.detach().cpu()
-strongest = first.norm(dim=1).argsort(descending=True)[:20]
-fig = plot_image_grid(first[strongest].reshape(-1, 28, 28), [f"unit {int(u)}" for u in strongest], cmap="bwr",
-                      title="Final MLP: first-layer weights of the 20 units with the largest weight norm")
+strongest = first.norm(dim=1).argsort(descending=True)[:8]  # 8 at half the text width: each image 0.8 in wide
+fig = plot_image_grid(first[strongest].reshape(-1, 28, 28), [f"unit {int(u)}" for u in strongest], ncols=4,
+                      cmap="RdBu_r", width=PRINT_WIDTH["half"],
+                      title="Final MLP: first-layer weights of the 8 units with the largest norm")
 savefig(fig, FIGURE_DIR / "mlp_receptive_fields")
 filters = next(m for m in final_cnn if isinstance(m, nn.Conv2d)).weight.detach().cpu()[:, 0]
-fig = plot_image_grid(filters, [f"filter {i}" for i in range(len(filters))], ncols=8, cmap="bwr", size=1.0,
-                      title="Final CNN: first-layer 3×3 filters")
+fig = plot_image_grid(filters, [str(i) for i in range(len(filters))], ncols=16, cmap="RdBu_r",
+                      title="Final CNN: first-layer 3×3 filters, by channel")
 savefig(fig, FIGURE_DIR / "cnn_filters")
 
 # %%
@@ -1407,8 +1453,8 @@ def erf_width(grad_map, mass=0.95) -> int:
 
 erf_rows = [{"conv layer": k + 1, "theoretical_rf": t, "effective_rf_95": erf_width(g)}
             for k, (t, g) in enumerate(zip(theoretical, erf_maps))]
-fig = plot_image_grid(erf_maps, [f"conv {r['conv layer']}: RF {r['theoretical_rf']}, ERF {r['effective_rf_95']}"
-                                 for r in erf_rows], ncols=5, cmap="viridis", size=2.0,
+fig = plot_image_grid(erf_maps, [f"conv {r['conv layer']}\nRF {r['theoretical_rf']}\nERF {r['effective_rf_95']}"
+                                 for r in erf_rows], ncols=len(erf_maps), cmap="viridis", width=PRINT_WIDTH["half"],
                       title="Effective receptive field of the centre unit per conv layer")
 savefig(fig, FIGURE_DIR / "cnn_effective_receptive_fields")
 show_table(erf_rows)
@@ -1424,20 +1470,23 @@ METRICS["visual"]["receptive_fields"] = erf_rows
 
 # %% [markdown]
 # ### 6.4 Feature maps
-# The outputs of each convolutional stage (after ReLU) for one training image, the eight channels with the
-# largest mean activation in each: early layers respond to edges and textures at full resolution, later ones to
-# coarser parts.
+# The outputs of each convolutional stage (after ReLU) for one training image, shown beside it: one column per
+# layer, its four channels with the largest mean activation from the top. Early layers respond to edges and textures
+# at full resolution, later ones to coarser parts.
 
 # %%
 image_index = first_of_class[FASHION_CLASSES.index("Sneaker")]
 maps = record_activations(final_cnn, X_all[image_index:image_index + 1], kinds=(nn.ReLU,))
-# per layer, the eight channels with the largest mean activation on this image
-shown = [m[0].mean((1, 2)).argsort(descending=True)[:8].tolist() for m in maps]
-rows = [m[0, c].numpy() for m, cs in zip(maps, shown) for c in cs]
-titles = [f"conv {k + 1} ch {c}" for k, cs in enumerate(shown) for c in cs]
-fig = plot_image_grid(rows, titles, ncols=8, cmap="magma", size=1.1,
-                      title=f"Final CNN feature maps for a training image ({FASHION_CLASSES[int(y_all[image_index])]}):"
-                            " the 8 most active channels per layer")
+n_shown = 4  # channels per layer: at half the text width each map is then half an inch wide
+# per layer, the channels with the largest mean activation on this image
+shown = [m[0].mean((1, 2)).argsort(descending=True)[:n_shown].tolist() for m in maps]
+# row r: the input image (first row only), then each layer's r-th most active channel
+panels = [image for r in range(n_shown) for image in
+          [X_all[image_index, 0].cpu() if r == 0 else None] + [m[0, cs[r]].numpy() for m, cs in zip(maps, shown)]]
+titles = ["input"] + [f"conv {k + 1}" for k in range(len(maps))]
+fig = plot_image_grid(panels, titles, ncols=len(maps) + 1, cmap="magma", width=PRINT_WIDTH["half"],
+                      title=f"Final CNN feature maps of a {FASHION_CLASSES[int(y_all[image_index])]} image: "
+                            f"the {n_shown} most active channels per layer")
 savefig(fig, FIGURE_DIR / "cnn_feature_maps")
 
 # %% [markdown]

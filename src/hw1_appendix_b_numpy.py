@@ -292,7 +292,7 @@ with section("B numpy network", METRICS):
                                  "final_train_loss": np_histories[name]["train_loss"][-1]})
 np_ablation_rows = show_table(np_ablation_rows, sort_by="final_val_acc", descending=True)
 fig = plot_curves(np_histories, keys=("train_loss", "val_loss", "val_metric"),
-                  ylabels=("training loss", "validation loss", "validation accuracy"),
+                  ylabels=("training loss", "validation loss", "validation accuracy"), legend_cols=2,
                   title=f"NumPy network on {NP_DATASET}: one change at a time ({P['np_ablation_n']} images)")
 savefig(fig, FIGURE_DIR / "numpy_ablations")
 

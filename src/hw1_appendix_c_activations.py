@@ -7,14 +7,14 @@
 
 # %%
 def plot_activations(z: np.ndarray, values: dict, derivatives: dict) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH["full"], 2.8))
     for name in values:
         axes[0].plot(z, values[name], label=name)
         axes[1].plot(z, derivatives[name], label=name)
     axes[0].set(xlabel="z", ylabel="f(z)", title="activation", ylim=(-1.5, 3))
     axes[1].set(xlabel="z", ylabel="f'(z)", title="derivative")
-    axes[1].legend(fontsize=7)
-    fig.suptitle("Activation functions and their derivatives")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Activation functions and their derivatives", fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -90,16 +90,22 @@ for init in INITIALIZERS:
 init_rows = show_table(init_rows, sort_by="first/last")
 
 # %%
-def plot_layer_norms(curves: dict[str, dict[str, np.ndarray]], title: str, ylabel="‖∂L/∂W‖") -> plt.Figure:
-    """One panel per group (e.g. initialization), one line per activation; x is the layer index from the input."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False, sharey=True)
+def plot_layer_norms(curves: dict[str, dict[str, np.ndarray]], title: str, ylabel="‖∂L/∂W‖",
+                     width=PRINT_WIDTH["full"]) -> plt.Figure:
+    """One panel per group (e.g. initialization), one line per activation; x is the layer index from the input.
+    An activation has the same colour in every panel, so one legend under the panels serves all."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(width, 2.5), squeeze=False, sharey=True)
     for ax, (group, lines) in zip(axes[0], curves.items()):
         for name, norms in lines.items():
             ax.plot(np.arange(1, len(norms) + 1), norms, marker=".", label=name)
-        ax.set(xlabel="layer (1 = input side)", ylabel=ylabel, yscale="log", title=group)
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle(title)
+        ax.set(xlabel="layer (1 = input side)", yscale="log")
+        plain_log_ticks(ax.yaxis)
+        ax.set_title(group, fontsize="medium")
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0), fontsize=8,
+               ncol=len(next(iter(curves.values()))), frameon=False)
     return fig
 
 
@@ -159,7 +165,7 @@ deep_rows = show_table(deep_rows, sort_by="final_val_acc", descending=True)
 
 # %%
 fig = plot_curves(deep_histories, keys=("train_loss", "val_metric"), ylabels=("training loss", "validation accuracy"),
-                  title=f"{DEEP_DEPTH}-layer MLPs: where learning stalls, and the fixes")
+                  title=f"{DEEP_DEPTH}-layer MLPs: where learning stalls, and the fixes", legend_cols=3)
 savefig(fig, FIGURE_DIR / "vanishing_gradients_training")
 METRICS["appendix"]["C"] = {"depth": DEEP_DEPTH, "width": DEEP_WIDTH, "activation_derivatives": act_rows,
                             "init_grad_ratio": init_rows, "training": deep_rows}

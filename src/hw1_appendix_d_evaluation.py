@@ -114,7 +114,7 @@ print("one-vs-rest AUC:", {k: round(v, 4) for k, v in wine_auc.items()})
 
 # %%
 def plot_confusion_and_roc(cm, roc_curves: dict, names, title) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH["full"], 3.0))
     axes[0].imshow(cm, cmap="Blues")
     for i, j in np.ndindex(cm.shape):
         axes[0].text(j, i, str(cm[i, j]), ha="center", va="center")
@@ -125,8 +125,8 @@ def plot_confusion_and_roc(cm, roc_curves: dict, names, title) -> plt.Figure:
         axes[1].plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
     axes[1].plot([0, 1], [0, 1], "k:", label="chance")
     axes[1].set(xlabel="false positive rate", ylabel="true positive rate", title="one-vs-rest ROC")
-    axes[1].legend(fontsize=7)
-    fig.suptitle(title)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -248,22 +248,24 @@ def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
             "mean_conf": float(conf.mean()), "accuracy": float(right.mean())}
 
 
-def plot_reliability(curves: dict[str, dict], title: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+def plot_reliability(curves: dict[str, dict], title: str, width=PRINT_WIDTH["half"]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(width, 0.9 * width))
     ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
     for name, r in curves.items():
         used = r["counts"] > 0
         ax.plot(r["conf"][used], r["acc"][used], marker="o", color=COLORS[name],
                 label=f"{name.upper()} (ECE {r['ece']:.4f})")
-    ax.set(xlabel="confidence (mean of bin)", ylabel="accuracy in bin", title=title)
+    ax.set(xlabel="confidence (mean of bin)", ylabel="accuracy in bin")
+    fig.suptitle(title, fontsize="medium")
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
 calibration = {"mlp": reliability(mlp_test_probs, y_test_np), "cnn": reliability(cnn_probs_np, y_test_np)}
 for name, r in calibration.items():
     print(f"{name.upper()}: ECE {r['ece']:.4f}, mean confidence {r['mean_conf']:.4f}, accuracy {r['accuracy']:.4f}")
-savefig(plot_reliability(calibration, "Reliability diagram, FashionMNIST test set"), FIGURE_DIR / "reliability")
+savefig(plot_reliability(calibration, "Reliability, FashionMNIST test set"), FIGURE_DIR / "reliability")
 METRICS["appendix"]["D"]["fashion"] = {
     "per_class": fashion_report,
     "mcnemar": {"b_only_mlp_right": b, "c_only_cnn_right": c, "p_exact": mcnemar_p, "chi2": chi2},

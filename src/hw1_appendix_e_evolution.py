@@ -97,16 +97,18 @@ winners = {name: max((r for r in ga_rows if r["search"] == name), key=lambda r: 
            for name in ("genetic", "random")}
 
 
-def plot_best_so_far(runs: dict[str, list[list[float]]], title: str) -> plt.Figure:
+def plot_best_so_far(runs: dict[str, list[list[float]]], title: str, width=PRINT_WIDTH["half"]) -> plt.Figure:
     """Best fitness so far per search: each repeat thin, their mean thick."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(width, 0.8 * width))
     for i, (name, repeats) in enumerate(runs.items()):
         curves = np.maximum.accumulate(np.array(repeats), axis=1)
         trials = np.arange(1, curves.shape[1] + 1)
         ax.plot(trials, curves.T, color=f"C{i}", lw=0.6, alpha=0.5)
-        ax.plot(trials, curves.mean(0), color=f"C{i}", lw=2, marker=".", label=f"{name}: best so far, mean")
-    ax.set(xlabel="trial (CNN trainings)", ylabel="validation accuracy", title=title)
+        ax.plot(trials, curves.mean(0), color=f"C{i}", lw=2, marker=".", label=f"{name} (mean of repeats)")
+    ax.set(xlabel="trial (CNN trainings)", ylabel="best validation\naccuracy so far")
+    fig.suptitle(textwrap.fill(title, int(width * 13)), fontsize="medium")  # about 13 characters per inch
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
