@@ -599,17 +599,20 @@ def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
     defaults to half the text width per panel, at most the full width."""
     k = len(class_names)
     width = width or min(PRINT_WIDTH["half"] * len(matrices), PRINT_WIDTH["full"])
-    fig, axes = plt.subplots(1, len(matrices), figsize=(width, 0.95 * width / len(matrices) + 0.3), squeeze=False)
+    # the class names label the rows of the first panel only (sharey), so the panels after it get their room
+    side = (width - 1.0) / len(matrices)  # each square panel's side: about 1 in goes to the class names
+    fig, axes = plt.subplots(1, len(matrices), figsize=(width, side + 1.3), squeeze=False, sharey=True)
     for ax, (name, cm) in zip(axes[0], matrices.items()):
         share = cm / cm.sum(1, keepdims=True)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i, j in np.ndindex(cm.shape):
             ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=8,
                     color="white" if share[i, j] > 0.5 else "black")
-        ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=name)
+        ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", title=name)
         ax.set_xticklabels(class_names, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_yticklabels(class_names, fontsize=8)
         ax.grid(False)
+    axes[0][0].set_ylabel("true class")
     fig.suptitle(title, fontsize="medium")  # at 12 pt a long title would widen a half-width figure
     fig.tight_layout()
     return fig
