@@ -58,6 +58,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 from scipy.linalg import sqrtm
 from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans
 from sklearn.decomposition import PCA
@@ -184,11 +186,18 @@ print(f"pixel mean {X_train.mean():.4f}, pixel variance {X_train.var():.4f} (an 
 
 
 # %%
-def plot_image_rows(rows: dict, title="", size=1.0):
-    """One row of images per entry of `rows` (label -> tensor of shape (n, 28, 28) or (n, 1, 28, 28))."""
+def plot_image_rows(rows: dict, title="", width=PRINT_WIDTH["half"]):
+    """One row of images per entry of `rows` (label -> tensor of shape (n, 28, 28) or (n, 1, 28, 28)), drawn at
+    the width (inches) the report prints it: the 8 pt row labels take what they need, the images share the rest.
+    Trailing spaces in a label only keep the dict's keys unique; they are not drawn."""
     rows = {k: np.asarray(v.detach().cpu()).reshape(len(v), 28, 28) for k, v in rows.items()}
     ncols = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows) + 0.5), squeeze=False)
+    label_pt = max(TextToPath().get_text_width_height_descent(line, FontProperties(size=8), ismath=False)[0]
+                   for label in rows for line in label.rstrip().split("\n"))
+    side = (width - label_pt / 72 - 0.15) / ncols  # each image's side, in inches
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(width, side * len(rows) + 0.45), squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     for r, (label, images) in enumerate(rows.items()):
         for c in range(ncols):
             ax = axes[r, c]
@@ -199,9 +208,8 @@ def plot_image_rows(rows: dict, title="", size=1.0):
                 ax.imshow(images[c], cmap="gray", vmin=0, vmax=1)
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle(title)
-    fig.tight_layout()
+        axes[r, 0].set_ylabel(label.rstrip(), fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize="medium", wrap=True)  # wrapped to the figure's width, never wider than the page
     return fig
 
 
@@ -490,7 +498,7 @@ METRICS["ae_compare"] = compare_rows
 # %%
 optimizer_runs = {k: compare_histories[k] for k in AE_LR}
 fig = plot_curves(optimizer_runs, colors=COLORS, logy=True, ylabels=("training MSE", "validation MSE"),
-                  title="Autoencoder: optimizers at equal budget")
+                  title="Autoencoder: optimizers at equal budget", height=2.2)  # flatter: it sits in the body
 savefig(fig, FIGURE_DIR / "ae_optimizers")
 regularizer_runs = {k: compare_histories[k] for k in ["adam", *list(COMPARE)[len(AE_LR):]]}
 fig = plot_curves(regularizer_runs, logy=True, ylabels=("training MSE", "validation MSE"),
@@ -686,7 +694,7 @@ print("best values at a range's end (lr, weight decay):", on_bound or "none")
 # %%
 def plot_search_history(studies: dict) -> plt.Figure:
     """Each search's first repeat: every trial, the best so far, and the pruned trials."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], 3.1), layout="constrained")
     for i, (name, study) in enumerate((name, runs[0]) for name, runs in studies.items()):
         values = [t.value if t.value is not None else math.nan for t in study.trials]
         pruned = [t.number for t in study.trials if is_pruned(t)]
@@ -694,17 +702,18 @@ def plot_search_history(studies: dict) -> plt.Figure:
         ax.scatter(range(len(values)), values, color=f"C{i}", s=14, alpha=0.6)
         last = [study.trials[n].intermediate_values[max(study.trials[n].intermediate_values)] for n in pruned]
         ax.scatter(pruned, last, marker="x", color=f"C{i}", s=20,
-                   label=f"{name}: pruned (last reported MSE)" if pruned else None)
+                   label=f"{name}: pruned (last MSE)" if pruned else None)
     ax.set(xlabel="trial", ylabel="validation MSE", yscale="log", title="Optimization history")
-    ax.legend(fontsize=7)
+    plain_log_ticks(ax.yaxis)
+    fig.legend(loc="outside lower center", fontsize=8)  # below the axes: the points fill the panel
     return fig
 
 
 def plot_importances(importances: dict, title="") -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5, 2.8))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], 2.2), layout="constrained")
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="C0")
-    ax.set(xlabel="importance (fANOVA, share of the variance of the objective)", title=title)
+    ax.set(xlabel="fANOVA importance\n(share of the objective's variance)", title=title)
     return fig
 
 
@@ -712,7 +721,7 @@ fig = plot_search_history(studies)
 savefig(fig, FIGURE_DIR / "search_history")
 if optuna is not None:
     importances = optuna.importance.get_param_importances(studies["tpe + pruning"][0])
-    fig = plot_importances(importances, "Hyper-parameter importances (TPE study)")
+    fig = plot_importances(importances, "Importances (TPE study)")
     savefig(fig, FIGURE_DIR / "search_importances")
     print("importances:", {k: round(v, 3) for k, v in importances.items()})
 else:
@@ -913,14 +922,13 @@ METRICS["finetune"] = {"all_labels": cls_rows, "config": asdict(CLS_TRAIN),
 # %%
 def plot_learning_speed(histories: dict) -> plt.Figure:
     """Validation accuracy against epochs and against wall-clock seconds, one line per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH["full"], 2.6), layout="constrained")
     for i, (name, h) in enumerate(histories.items()):
         axes[0].plot(h["epoch"], h["val_metric"], marker="o", color=f"C{i}", label=name)
         axes[1].plot(h["time_s"], h["val_metric"], marker="o", color=f"C{i}", label=name)
     axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="Accuracy per epoch")
     axes[1].set(xlabel="wall-clock time (s)", ylabel="validation accuracy", title="Accuracy per second")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    axes[1].legend(fontsize=8)
     return fig
 
 
@@ -970,12 +978,13 @@ METRICS["finetune"]["few_labels"] = few_rows
 
 # %%
 def plot_label_efficiency(rows) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], 2.6), layout="constrained")
     for i, mode in enumerate(MODES):
         pts = sorted((r["labels"], r["val_acc"]) for r in rows if r["mode"] == mode)
         ax.plot(*zip(*pts), marker="o", color=f"C{i}", label=mode)
     ax.set(xscale="log", xlabel="labelled training images", ylabel="validation accuracy",
-           title="Accuracy against the number of labels")
+           title="Accuracy against labels")
+    plain_log_ticks(ax.xaxis)
     ax.legend(fontsize=8)
     return fig
 
@@ -1079,19 +1088,17 @@ print(f"pixel PCA with {final_ae_cfg.latent} components explains "
 
 # %%
 def plot_latent_maps(explained, pca_2d, tsne_2d, labels, tsne_labels) -> plt.Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(PRINT_WIDTH["full"], 2.5), layout="constrained")
     axes[0].bar(range(1, len(explained) + 1), explained, color="C0", label="per component")
     axes[0].plot(range(1, len(explained) + 1), np.cumsum(explained), color="C3", marker=".", label="cumulative")
-    axes[0].set(xlabel="principal component of the codes", ylabel="explained variance ratio",
-                title="PCA of the codes")
-    axes[0].legend(fontsize=7)
-    for ax, points, lab, title in ((axes[1], pca_2d, labels, "Codes on the first two principal components"),
-                                   (axes[2], tsne_2d, tsne_labels, "t-SNE of the codes")):
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=lab, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5)
+    axes[0].set(xlabel="principal component", ylabel="explained variance ratio", title="PCA of the codes")
+    axes[0].legend(fontsize=8, loc="center right")  # under the cumulative curve, above the last bars
+    for ax, points, lab, title in ((axes[1], pca_2d, labels, "First two components"),
+                                   (axes[2], tsne_2d, tsne_labels, "t-SNE")):
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=lab, cmap="tab10", s=2, alpha=0.7, vmin=-0.5, vmax=9.5)
         ax.set(title=title, xlabel="dimension 1", ylabel="dimension 2")
     cbar = fig.colorbar(scatter, ax=axes[2], ticks=range(10))
-    cbar.ax.set_yticklabels(FASHION_CLASSES, fontsize=7)
-    fig.tight_layout()
+    cbar.ax.set_yticklabels(FASHION_CLASSES, fontsize=8)
     return fig
 
 
@@ -1151,7 +1158,8 @@ with torch.no_grad():
         xa, xb = GRID[a:a + 1], GRID[b:b + 1]
         za, zb = encode_all(final_ae, xa), encode_all(final_ae, xb)
         rows[f"code: {SHORT[a]}→{SHORT[b]}"] = decode_all(final_ae, (1 - t) * za + t * zb)
-        rows[f"pixels: {SHORT[a]}→{SHORT[b]}"] = (1 - t[:, :, None, None]) * xa + \
+        # the same pair blended pixel by pixel, in the row under it (the spaces only make the key unique)
+        rows["pixels" + " " * len(rows)] = (1 - t[:, :, None, None]) * xa + \
             t[:, :, None, None] * xb
 fig = plot_image_rows(rows, "Interpolation in the latent space (code) and in pixel space")
 savefig(fig, FIGURE_DIR / "interpolation")
@@ -1338,18 +1346,18 @@ with section("6.1 VAE", METRICS):
 
 
 def plot_elbo(history, title) -> plt.Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(PRINT_WIDTH["full"], 2.4), layout="constrained")
     val = history["val"]
     axes[0].plot(history["epoch"], history["train_loss"], label="training (β-weighted)")
     axes[0].plot(val["epoch"], val["neg_elbo"], label="validation")
     axes[0].set(xlabel="epoch", ylabel="−ELBO (nats per image)", title="Negative ELBO")
-    axes[0].legend(fontsize=7)
-    axes[1].plot(val["epoch"], val["reconstruction"], color="C2")
-    axes[1].set(xlabel="epoch", ylabel="nats per image", title="Reconstruction term (validation)")
-    axes[2].plot(val["epoch"], val["kl"], color="C3")
-    axes[2].set(xlabel="epoch", ylabel="nats per image", title="KL term (validation)")
-    fig.suptitle(title)
-    fig.tight_layout()
+    axes[1].plot(val["epoch"], val["reconstruction"], color="C2", label="validation")
+    axes[1].set(xlabel="epoch", ylabel="nats per image", title="Reconstruction term")
+    axes[2].plot(val["epoch"], val["kl"], color="C3", label="validation")
+    axes[2].set(xlabel="epoch", ylabel="nats per image", title="KL term")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(title, wrap=True)
     return fig
 
 
@@ -1374,9 +1382,10 @@ METRICS["vae"] = {"config": asdict(VAE_CFG) | asdict(VAE_TRAIN), "val": vae_val,
 # %%
 torch.manual_seed(SEED)
 prior_samples = decode_all(vae, torch.randn(24, VAE_CFG.latent, device=device))
-fig = plot_image_rows({"original": GRID, "VAE reconstruction": decode_all(vae, encode_all(vae, GRID)),
-                       "AE reconstruction": predict(final_ae, GRID), "prior sample": prior_samples[:12],
-                       "prior sample ": prior_samples[12:]}, "VAE: reconstructions and samples from the prior")
+fig = plot_image_rows({"original": GRID, "VAE recon.": decode_all(vae, encode_all(vae, GRID)),
+                       "AE recon.": predict(final_ae, GRID), "prior sample": prior_samples[:8],
+                       "prior sample ": prior_samples[8:16], "prior sample  ": prior_samples[16:]},
+                      "VAE: reconstructions and prior samples")
 savefig(fig, FIGURE_DIR / "vae_samples")
 
 with section("6.2 2-D VAE", METRICS):
@@ -1396,23 +1405,29 @@ def plot_manifold(model, codes: np.ndarray, n=15) -> plt.Figure:
                               device=device) for i in (0, 1))
     Z = torch.stack(torch.meshgrid(q1, q2.flip(0), indexing="xy"), -1).reshape(-1, 2)
     images = decode_all(model, Z).reshape(n, n, 28, 28).permute(0, 2, 1, 3).reshape(n * 28, n * 28)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], PRINT_WIDTH["half"] + 0.1), layout="constrained")
     ax.imshow(images.cpu(), cmap="gray")
-    ax.set_xticks(np.arange(n) * 28 + 14, [f"{v:.1f}" for v in q1.tolist()], fontsize=6, rotation=90)
-    ax.set_yticks(np.arange(n) * 28 + 14, [f"{v:.1f}" for v in q2.flip(0).tolist()], fontsize=6)
+    ax.set_xticks(np.arange(n) * 28 + 14, [f"{v:.1f}" for v in q1.tolist()], fontsize=8, rotation=90)
+    ax.set_yticks(np.arange(n) * 28 + 14, [f"{v:.1f}" for v in q2.flip(0).tolist()], fontsize=8)
     ax.grid(False)
-    ax.set(xlabel="z₁", ylabel="z₂", title="Decoded 2-D latent grid (2%–98% quantiles of the validation codes)")
+    ax.set(xlabel="z₁ (2%–98% quantiles of the codes)", ylabel="z₂ (quantiles)", title="Decoded 2-D latent grid")
+    return fig
+
+
+def plot_latent_2d(codes: np.ndarray, labels: np.ndarray, title: str) -> plt.Figure:
+    """2-D codes as points coloured by class, with the class names on the colour bar."""
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], 2.7), layout="constrained")
+    scatter = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, alpha=0.6, vmin=-0.5, vmax=9.5)
+    cbar = fig.colorbar(scatter, ticks=range(10))
+    cbar.ax.set_yticklabels(FASHION_CLASSES, fontsize=8)
+    ax.set(xlabel="μ₁", ylabel="μ₂", title=title)
     return fig
 
 
 mu2d = encode_all(vae2d, X_val).cpu().numpy()
 fig = plot_manifold(vae2d, mu2d)
 savefig(fig, FIGURE_DIR / "vae_manifold")
-fig, ax = plt.subplots(figsize=(6, 4.8))
-scatter = ax.scatter(mu2d[:, 0], mu2d[:, 1], c=labels_val, cmap="tab10", s=3, alpha=0.6, vmin=-0.5, vmax=9.5)
-cbar = fig.colorbar(scatter, ticks=range(10))
-cbar.ax.set_yticklabels(FASHION_CLASSES, fontsize=7)
-ax.set(xlabel="μ₁", ylabel="μ₂", title="2-D VAE: posterior means of validation images")
+fig = plot_latent_2d(mu2d, labels_val, "2-D VAE: posterior means")
 savefig(fig, FIGURE_DIR / "vae_latent_2d")
 
 # %% [markdown]
@@ -1437,7 +1452,8 @@ METRICS["vae"]["beta"] = beta_rows
 torch.manual_seed(SEED)
 z = torch.randn(10, VAE_CFG.latent, device=device)
 fig = plot_image_rows({f"β = {b:g}": decode_all(m, z) for b, m in beta_models.items()},
-                      "Samples from the prior (same codes) for three values of β")
+                      "Samples from the prior (same codes) for three values of β",
+                      width=0.7 * PRINT_WIDTH["full"])  # the report prints it at 70% of the text width
 savefig(fig, FIGURE_DIR / "vae_beta_samples")
 
 
@@ -1515,7 +1531,7 @@ def plot_clustering(rows: list[dict], title: str) -> plt.Figure:
     """NMI (bars, ± sd over seeds) per method, one colour per representation."""
     features = [f for f in dict.fromkeys(r["features"] for r in rows) if f != "labels"]
     methods = list(CLUSTERINGS)
-    fig, ax = plt.subplots(figsize=(7.5, 3))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["full"], 2.5), layout="constrained")
     width = 0.8 / len(features)
     for j, feature in enumerate(features):
         found = [next(r for r in rows if r["features"] == feature and r["method"] == m) for m in methods]
@@ -1525,7 +1541,7 @@ def plot_clustering(rows: list[dict], title: str) -> plt.Figure:
     ax.axhline(control["nmi"], color="k", lw=0.8, ls="--", label="random labels")
     ax.set_xticks(np.arange(len(methods)) + 0.4 - width / 2, methods)
     ax.set(ylabel="NMI with the classes", title=title)
-    ax.legend(fontsize=7, ncol=4)
+    fig.legend(loc="outside lower center", fontsize=8, ncols=4)  # below the axes, clear of the bars
     return fig
 
 
@@ -1757,19 +1773,19 @@ save_checkpoint("DCGAN generator", generator.state_dict(), {"model": asdict(GAN_
 def plot_gan_losses(history: dict, window: int = 25) -> plt.Figure:
     """Both losses, and D's mean probability for real and generated images, per step (moving average)."""
     smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")  # noqa: E731
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(2, 1, figsize=(PRINT_WIDTH["half"], 3.9), sharex=True, layout="constrained")
     for key, label in (("d_loss", "discriminator"), ("g_loss", "generator")):
         axes[0].plot(smooth(history[key]), label=label)
     for key, label in (("d_real", "D(real image)"), ("d_fake", "D(G(z, y))")):
         axes[1].plot(smooth(history[key]), label=label)
-    axes[0].set(xlabel="step", ylabel="loss", title="Losses")
-    axes[1].set(xlabel="step", ylabel="mean probability 'real'", title="What the discriminator says", ylim=(0, 1))
+    axes[0].set(ylabel="loss", title="Losses")
+    axes[1].set(xlabel="step", ylabel="D's mean output", title="What the discriminator says", ylim=(0, 1))
     for ax in axes:
         for e in range(1, len(history["d_loss"]) // max(history["steps_per_epoch"], 1)):
             ax.axvline(e * history["steps_per_epoch"], color="grey", lw=0.5, ls=":")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"DCGAN training ({window}-step moving averages; dotted lines: epochs)")
-    fig.tight_layout()
+        ax.legend(fontsize=8)
+    fig.suptitle(f"DCGAN training ({window}-step moving averages; dotted lines: epochs)", fontsize="medium",
+                 wrap=True)
     return fig
 
 
@@ -1924,27 +1940,27 @@ METRICS["generative"] = {"rows": generator_rows, "n_samples": n_gen, "judge": "s
 
 # %%
 def plot_generator_scores(rows) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH["full"], 3.0), sharey=True, layout="constrained")
     names = [r["generator"] for r in rows][::-1]
     axes[0].barh(names, [r["frechet"] for r in rows][::-1], color="C0")
     axes[0].hlines(names, [r["frechet_low"] for r in rows][::-1], [r["frechet_high"] for r in rows][::-1],
                    color="k", lw=1.5, label="95% bootstrap interval")
-    axes[0].legend(fontsize=7, loc="lower right")
-    axes[0].set(xscale="log", xlabel="Fréchet distance to real validation images (lower is better)",
-                title="Sample quality")
+    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].set(xscale="log", xlabel="Fréchet distance to real images\n(lower is better)", title="Sample quality")
+    plain_log_ticks(axes[0].xaxis)
     axes[1].barh(names, [r["confidence"] for r in rows][::-1], color="C1", label="mean top probability")
     axes[1].barh(names, [r["class_entropy"] / math.log(10) for r in rows][::-1], color="C2", alpha=0.5, height=0.4,
                  label="class entropy / ln 10")
     axes[1].set(xlabel="judge's view", xlim=(0, 1), title="Confidence and diversity")
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    axes[1].legend(fontsize=8, loc="lower right")
     return fig
 
 
 fig = plot_generator_scores(generator_rows)
 savefig(fig, FIGURE_DIR / "generator_scores")
 fig = plot_image_rows({name: images[:12] for name, images in GENERATED.items() if not name.startswith("β")},
-                      "Samples of each generator (CVAE and DCGAN: classes 0–9, 0, 1)")
+                      "Samples of each generator (CVAE and DCGAN: classes 0–9, 0, 1)",
+                      width=0.88 * PRINT_WIDTH["full"])  # the report prints it at 88% of the text width
 savefig(fig, FIGURE_DIR / "generator_samples")
 
 
@@ -2008,15 +2024,17 @@ METRICS["test_reads"] = {test_set.name: {"final_models": list(test_set.final_mod
 
 # %%
 def plot_latent_sweep(rows, final_latent, final_val_mse) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH["half"], 2.6), layout="constrained")
     latents = [r["latent"] for r in rows]
     ax.plot(latents, [r["val_mse"] for r in rows], marker="o", label=f"sweep ({P['sweep_epochs']} epochs)")
     ax.scatter([final_latent], [final_val_mse], marker="*", s=150, color="C3", zorder=3,
                label=f"final AE ({P['final_ae_epochs']} epochs)")
     ax.set(xscale="log", yscale="log", xlabel="latent size", ylabel="validation MSE per pixel",
-           title="Reconstruction error against latent size")
+           title="Error against latent size")
     ax.set_xticks(latents, [str(k) for k in latents])
-    ax.legend(fontsize=7)
+    ax.set_xticks([], minor=True)  # the sizes are the only ticks
+    plain_log_ticks(ax.yaxis)
+    ax.legend(fontsize=8)
     return fig
 
 
