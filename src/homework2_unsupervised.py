@@ -354,7 +354,7 @@ show_table(sweep_rows)
 METRICS["ae"] = {"sweep": sweep_rows, "sweep_config": asdict(AE_TRAIN)}
 
 # %%
-fig = plot_curves({f"latent {k}": h for k, h in sweep_histories.items()}, logy=True,
+fig = plot_curves({f"latent {k}": h for k, h in sweep_histories.items()}, logy=True, legend_cols=len(sweep_histories),
                   ylabels=("training MSE", "validation MSE"), title="Convolutional autoencoders: learning curves")
 savefig(fig, FIGURE_DIR / "ae_learning_curves")
 baseline_ae = sweep_models[32]
@@ -498,10 +498,11 @@ METRICS["ae_compare"] = compare_rows
 # %%
 optimizer_runs = {k: compare_histories[k] for k in AE_LR}
 fig = plot_curves(optimizer_runs, colors=COLORS, logy=True, ylabels=("training MSE", "validation MSE"),
-                  title="Autoencoder: optimizers at equal budget", height=2.2)  # flatter: it sits in the body
+                  title="Autoencoder: optimizers at equal budget", height=2.2,  # flatter: it sits in the body
+                  legend_cols=len(optimizer_runs))
 savefig(fig, FIGURE_DIR / "ae_optimizers")
 regularizer_runs = {k: compare_histories[k] for k in ["adam", *list(COMPARE)[len(AE_LR):]]}
-fig = plot_curves(regularizer_runs, logy=True, ylabels=("training MSE", "validation MSE"),
+fig = plot_curves(regularizer_runs, logy=True, ylabels=("training MSE", "validation MSE"), legend_cols=3,
                   title="Autoencoder: regularization on top of Adam")
 savefig(fig, FIGURE_DIR / "ae_regularization")
 
