@@ -503,7 +503,7 @@ CNN_TRAIN = TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_siz
 # how far a long silent loop has come.
 
 # %%
-from matplotlib.ticker import LogFormatterSciNotation
+from matplotlib.ticker import Formatter
 
 plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
                      "axes.spines.top": False, "axes.spines.right": False})
@@ -520,12 +520,16 @@ def savefig(fig: plt.Figure, path: Path) -> None:
         fig.savefig(path.with_name(f"{path.name}.{ext}"), bbox_inches="tight")
 
 
-class _PlainLogFormatter(LogFormatterSciNotation):
+class _PlainLogFormatter(Formatter):
     """Log-axis tick labels as plain numbers (0.02, 1e-5; not 2×10⁻²): matplotlib sets an exponent at 0.7 × the
-    tick size, too small in print. The ticks labelled are the ones matplotlib would label."""
+    tick size, too small in print. Decades are labelled always; within a decade, 2, 3 and 5 when the axis spans less
+    than 1.5 decades, and every tick when it spans less than half a decade (more would crowd a short axis)."""
 
     def __call__(self, x, pos=None):
-        if not super().__call__(x, pos):
+        low, high = self.axis.get_view_interval()
+        span = np.log10(high / low)
+        coefficient = round(x / 10 ** np.floor(np.log10(x) + 1e-9))
+        if not (coefficient in (1, 10) or span <= 0.5 or (span <= 1.5 and coefficient in (2, 3, 5))):
             return ""
         return f"{x:g}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
