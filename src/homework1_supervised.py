@@ -686,11 +686,6 @@ def summarize(name: str, histories, **extra) -> dict:
             "samples_per_s": round(mean([h["samples_per_s"] for h in histories])), "seeds": len(histories)}
 
 
-def within_noise(a: dict, b: dict, key: str = "best_val_acc") -> bool:
-    """Whether two rows' mean ± sd intervals overlap."""
-    return abs(a[key] - b[key]) <= a[f"{key}_sd"] + b[f"{key}_sd"]
-
-
 opt_histories, opt_rows = {}, []
 with section("2.2 classification optimizers", METRICS):
     for name, lr in progress(CLS_LR.items(), "classification optimizers", len(CLS_LR)):

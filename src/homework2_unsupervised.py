@@ -487,8 +487,7 @@ with section("2 optimizers and regularization", METRICS):
                              "samples_per_s": round(np.mean([h["samples_per_s"] for h in runs]))})
 compare_rows = show_table(compare_rows, sort_by="final_val_mse")
 best_run = compare_rows[0]
-tied = [r["run"] for r in compare_rows[1:]
-        if abs(r["final_val_mse"] - best_run["final_val_mse"]) <= r["final_val_mse_sd"] + best_run["final_val_mse_sd"]]
+tied = [r["run"] for r in compare_rows[1:] if within_noise(best_run, r, "final_val_mse")]
 print(f"{best_run['run']} has the lowest mean validation MSE ({best_run['final_val_mse']:.5f} ± "
       f"{best_run['final_val_mse_sd']:.5f} over {len(COMPARE_SEEDS)} seeds); "
       + (f"within the seed-to-seed spread of it, not ranked: {', '.join(tied)}" if tied else

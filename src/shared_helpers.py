@@ -582,6 +582,11 @@ def write_metrics(metrics: dict, path: Path, device: torch.device) -> None:
 
 
 # %%
+def within_noise(a: dict, b: dict, key: str = "best_val_acc") -> bool:
+    """Whether two table rows' mean ± sd intervals of `key` overlap (the sd in `key`_sd): such rows are not ranked."""
+    return abs(a[key] - b[key]) <= a[f"{key}_sd"] + b[f"{key}_sd"]
+
+
 def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str | None = None,
                descending: bool = False) -> list[dict]:
     """Print rows (one dict per run) as a fixed-width table, optionally sorted; return them sorted."""
