@@ -123,7 +123,7 @@ PROFILES = {
                   n_speed_val=2000),
     "full": dict(n_val=10000, reg_family=6, reg_steps=600, reg_folds=4, reg_random_trials=6, reg_search_steps=1000,
                  reg_search_seeds=1, reg_ensemble=5,
-                 n_compare=8000, compare_epochs=10, compare_seeds=3, n_search=10000, search_folds=3, search_epochs=6,
+                 n_compare=5000, compare_epochs=15, compare_seeds=3, n_search=10000, search_folds=3, search_epochs=6,
                  random_trials=8, mlp_epochs=20, n_cnn_compare=8000, cnn_compare_epochs=5, cnn_epochs=15,
                  n_final=60000, actmax_steps=300, n_probe=2000,
                  # appendices
@@ -131,7 +131,7 @@ PROFILES = {
                  np_ablation_n=15000, np_ablation_epochs=6, np_epochs=10, deep_depth=20, deep_epochs=4, wine_epochs=200,
                  wine_splits=20, wine_cv_repeats=3, n_ga=1500, n_ga_val=2000, ga_epochs=2, ga_population=6,
                  ga_generations=3, ga_repeats=3, n_ga_final=5000, ga_final_epochs=3, n_speed_mlp=3000,
-                 n_speed_cnn=1500, n_speed_val=2000),
+                 n_speed_cnn=4000, n_speed_val=2000),
 }
 PROFILES["verify"] = dict(PROFILES["smoke"])  # the final models load their weights (see the shared helpers)
 
@@ -177,13 +177,23 @@ assert torch.bincount(y_all[val_idx], minlength=10).eq(1000).all(), "validation 
 
 
 # %%
+def grid_tile(image: np.ndarray, h: int, w: int, diverging: bool) -> np.ndarray:
+    """`image` enlarged by the largest integer factor that fits h x w, scaled to [0, 1]: on its own, as `imshow`
+    would, or around 0 for a diverging colour map so that 0.5 (white) means 0."""
+    factor = min(h // image.shape[0], w // image.shape[1])
+    image = np.kron(image, np.ones((factor, factor)))
+    if diverging:
+        peak = np.abs(image).max()
+        return 0.5 + 0.5 * image / peak if peak > 0 else np.full_like(image, 0.5)
+    low, high = image.min(), image.max()
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+# %%
 def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", width=PRINT_WIDTH["full"]):
     """Images in rows of ncols, each with its title, drawn as one mosaic in a single axes (one axes per image
     made the figures of this notebook take seconds each to lay out and save). The figure is `width` inches wide,
     the width the report prints it, so each image gets width / ncols and the 8 pt titles print at 8 pt; a None
-    image leaves its place blank, and a row without titles gets no room for them. Each image is scaled to [0, 1]
-    on its own, as `imshow` would, or around 0 for a diverging colour map so that white means 0; smaller
-    images (deeper feature maps) are enlarged by an integer factor to the size of the largest."""
+    image leaves its place blank, and a row without titles gets no room for them. Tiles: see `grid_tile`."""
     images = [None if image is None else np.asarray(image, dtype=np.float64) for image in images]
     titles = list(titles if titles is not None else [])
     titles += [""] * (len(images) - len(titles))  # titles may name the first row only
@@ -193,8 +203,7 @@ def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", width=
     h, w = zoom * h, zoom * w
     gap = max(1, w // 12)  # blank pixels between images
     px_per_inch = ncols * (w + gap) / (width - 0.2)  # savefig's tight bounding box adds 0.1 in on each side
-    nrows = math.ceil(len(images) / ncols)
-    row_titles = [titles[r * ncols:(r + 1) * ncols] for r in range(nrows)]
+    row_titles = [titles[r * ncols:(r + 1) * ncols] for r in range(math.ceil(len(images) / ncols))]
     lines = [max((t.count("\n") + 1 for t in row if t), default=0) for row in row_titles]
     bands = [gap + math.ceil(n * 0.15 * px_per_inch) if n else gap for n in lines]  # 8 pt lines above the images
     tops = np.cumsum([0] + [band + h for band in bands])
@@ -212,14 +221,7 @@ def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", width=
                     ha="center", va="bottom", fontsize=8, linespacing=1.1)
         if image is None:
             continue
-        factor = min(h // image.shape[0], w // image.shape[1])
-        image = np.kron(image, np.ones((factor, factor)))
-        if diverging:
-            peak = np.abs(image).max()
-            image = 0.5 + 0.5 * image / peak if peak > 0 else np.full_like(image, 0.5)
-        else:
-            low, high = image.min(), image.max()
-            image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+        image = grid_tile(image, h, w, diverging)
         top = tops[row] + bands[row] + (h - image.shape[0]) // 2
         left = col * (w + gap) + (w - image.shape[1]) // 2
         canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
@@ -228,7 +230,7 @@ def plot_image_grid(images, titles=None, ncols=10, title="", cmap="gray", width=
     fig.suptitle(title, fontsize="medium")
     return fig
 
-
+# %%
 first_of_class = [int(torch.nonzero(y_all == c)[0]) for c in range(10)]
 fig = plot_image_grid(X_all[first_of_class, 0].cpu(), FASHION_CLASSES,
                       title="FashionMNIST: one training image per class")
@@ -654,7 +656,7 @@ savefig(fig, FIGURE_DIR / "regression_regularization")
 
 # %% [markdown]
 # ### 2.2 Classification: optimizers
-# The same 512-256 ReLU MLP, `n_compare` training images (8 000 in the full profile), a constant learning rate
+# The same 512-256 ReLU MLP, `n_compare` training images (5 000 in the full profile), a constant learning rate
 # typical for each optimizer (no sweep here: each run costs seconds, not milliseconds) and the same number of
 # epochs; AdamW with decoupled
 # weight decay 0.05. Every optimizer runs from the same `compare_seeds` seeds (seed s: the same initial weights
@@ -685,7 +687,7 @@ def summarize(name: str, histories, **extra) -> dict:
             "epochs_run": mean([len(h["epoch"]) for h in histories]),
             "samples_per_s": round(mean([h["samples_per_s"] for h in histories])), "seeds": len(histories)}
 
-
+# %%
 opt_histories, opt_rows = {}, []
 with section("2.2 classification optimizers", METRICS):
     for name, lr in progress(CLS_LR.items(), "classification optimizers", len(CLS_LR)):
@@ -719,7 +721,7 @@ METRICS["mlp"]["optimizers"] = opt_rows
 
 # %% [markdown]
 # ### 2.3 Classification: regularization, initialization and activation functions
-# The baseline is Adam at lr 1e-3 without regularization, on the same images and epochs as in 2.2 (8 000 and 10
+# The baseline is Adam at lr 1e-3 without regularization, on the same images and epochs as in 2.2 (5 000 and 15
 # in the full run), where its training loss falls well below its validation loss. Each variant changes one thing
 # and runs from the same seeds as in 2.2; early stopping uses the validation loss with patience 3 and restores
 # the best weights. Data augmentation shifts each image by up to 2 pixels and flips half of them horizontally.
@@ -1185,7 +1187,7 @@ def evaluate_final_classifiers(mlp: nn.Module, cnn: nn.Module, flip_tta: bool) -
     return {"labels": labels.to(device), "mlp_logits": mlp_logits, "cnn_probs": cnn_probs,
             "cnn_wrong_index": wrong.numpy(), "cnn_wrong_images": X[wrong.to(device), 0].cpu().numpy()}
 
-
+# %%
 assert test_set.log == [] and (regression_test is None or regression_test.log == []), "a test set was read early"
 folded_cnn = fold_batch_norm(final_cnn)  # evaluation only: one convolution per block instead of two layers
 fold_diff = (predict(folded_cnn, X_val[:1000]) - predict(final_cnn, X_val[:1000])).abs().max().item()
@@ -1433,7 +1435,7 @@ def receptive_fields(model: nn.Sequential) -> dict[int, int]:
             fields_at[i] = size
     return fields_at
 
-
+# %%
 theoretical_at = receptive_fields(final_cnn)
 relu_layers, theoretical = list(theoretical_at), list(theoretical_at.values())
 erf_maps = [effective_receptive_field(final_cnn, i, X_all[train_idx[:256]]) for i in relu_layers]

@@ -78,6 +78,7 @@ from sklearn.preprocessing import StandardScaler
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm  # text progress bars only: a widget would leave state in the saved notebook
 
+# %%
 if sys.version_info < (3, 10):  # noqa: UP036 (the cells below use 3.10 syntax: fail here, with a message)
     raise RuntimeError(f"This notebook needs Python 3.10 or newer; this kernel runs {sys.version.split()[0]}.")
 
@@ -245,7 +246,7 @@ def resample(c_in, c_out, batch_norm, up=False):
     conv = (nn.ConvTranspose2d if up else nn.Conv2d)(c_in, c_out, 4, stride=2, padding=1, bias=not batch_norm)
     return [conv] + ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [nn.ReLU()]
 
-
+# %%
 class ConvAutoencoder(nn.Module):
     def __init__(self, cfg: AEConfig):
         super().__init__()
@@ -604,7 +605,7 @@ class RandomTrial:
     def should_prune(self) -> bool:
         return False
 
-
+# %%
 class RandomSearch:
     """A minimal stand-in for an Optuna study with a random sampler: trials, best_value, best_params."""
 
@@ -642,6 +643,8 @@ if optuna is not None:
     }
 else:
     SEARCHES = {"random": lambda seed: RandomSearch(seed)}
+
+# %%
 studies, repeat_rows = {}, []  # studies: name -> one study per repeat
 for s_index, (name, make_study) in enumerate(SEARCHES.items()):
     studies[name] = []
@@ -661,6 +664,8 @@ for s_index, (name, make_study) in enumerate(SEARCHES.items()):
                                 "pruned": sum(is_pruned(t) for t in study.trials),
                                 "epochs_trained": sum(t.user_attrs.get("epochs", 0) for t in study.trials),
                                 "wall_s": round(time.perf_counter() - start, 1)})
+
+# %%
 search_rows = []
 for name in studies:
     rows = [r for r in repeat_rows if r["search"] == name]
@@ -680,6 +685,8 @@ if len(search_rows) == 2:
     print(f"best validation MSE over {P['search_repeats']} repeats: {a['search']} {a['best_val_mse']:.5f} ± "
           f"{a['best_val_mse_sd']:.5f}, {b['search']} {b['best_val_mse']:.5f} ± {b['best_val_mse_sd']:.5f}: "
           + ("within the spread, not ranked" if tied else "separated by more than the spread"))
+
+# %%
 # a best value within 5% of a range's end, on the log scale, says the range is too small (dropout may well be 0)
 on_bound = {}
 for name, runs in studies.items():
@@ -1194,7 +1201,7 @@ def prior_codes(n: int, latent: int, k: int) -> torch.Tensor:
     """n codes from N(0, I) on the device, from the k-th torch stream derived from SEED."""
     return torch.randn(n, latent, device=device, generator=torch.Generator(device=device).manual_seed(SEED * 1000 + k))
 
-
+# %%
 SAMPLER_STREAMS = {name: stream(k) for k, name in enumerate(("AE + N(0, I)", "AE + Gaussian", "AE + GMM (10)"), 1)}
 LATENT_SAMPLERS = {  # name -> (n -> n codes); each with its own stream
     "AE + N(0, I)": lambda n: SAMPLER_STREAMS["AE + N(0, I)"].standard_normal((n, final_ae_cfg.latent)),
@@ -1296,7 +1303,7 @@ class ELBOTracker:
         print(f"[{self.name}] validation: reconstruction {scores['reconstruction']:7.2f} + KL {scores['kl']:6.2f} "
               f"= -ELBO {scores['neg_elbo']:7.2f} nats | active units {scores['active_units']}")
 
-
+# %%
 @torch.no_grad()
 def elbo_scores(model, X, labels=None, batch_size=1024, seed=SEED) -> dict:
     model.eval()
@@ -1495,6 +1502,8 @@ CLUSTERINGS = {  # name -> (standardised codes, seed) -> one cluster index per c
     "agglomerative (Ward)": lambda Z, seed: AgglomerativeClustering(10).fit_predict(Z),
     "DBSCAN": lambda Z, seed: DBSCAN(eps=kth_neighbour_radius(Z, 10), min_samples=10).fit_predict(Z),
 }
+
+# %%
 cluster_runs = []
 with section("6.4 clustering", METRICS):
     REPRESENTATIONS = {"AE codes": codes_val, "VAE means": encode_all(vae, X_val).cpu().numpy(),
@@ -1515,6 +1524,8 @@ with section("6.4 clustering", METRICS):
                                      "nmi": normalized_mutual_info_score(truth, assigned),
                                      "ari": adjusted_rand_score(truth, assigned),
                                      "clusters": len(set(assigned))})
+
+# %%
 cluster_rows = []
 for key in dict.fromkeys((r["features"], r["method"]) for r in cluster_runs):
     runs = [r for r in cluster_runs if (r["features"], r["method"]) == key]
@@ -1526,7 +1537,7 @@ cluster_rows = show_table(cluster_rows, sort_by="nmi", descending=True)
 METRICS["clustering"] = {"rows": cluster_rows, "n_images": min(P["n_cluster"], len(labels_val)),
                          "seeds": P["cluster_seeds"]}
 
-
+# %%
 def plot_clustering(rows: list[dict], title: str) -> plt.Figure:
     """NMI (bars, ± sd over seeds) per method, one colour per representation."""
     features = [f for f in dict.fromkeys(r["features"] for r in rows) if f != "labels"]
@@ -1640,7 +1651,7 @@ class Generator(nn.Module):
     def forward(self, z, labels):
         return self.net(torch.cat([z, self.embed(labels)], 1))
 
-
+# %%
 class Discriminator(nn.Module):
     def __init__(self, cfg: GANConfig):
         super().__init__()
@@ -1677,45 +1688,50 @@ def gan_labels(n: int, n_classes: int, gen: torch.Generator) -> torch.Tensor:
     half = torch.randint(0, n_classes, ((n + 1) // 2,), generator=gen)
     return torch.cat([half, half])[:n].to(device)
 
+# %%
+def gan_step(generator, discriminator, opt_g, opt_d, real, labels, z, fake_labels, cfg: GANConfig) -> dict:
+    """One discriminator step, then one generator step against the updated discriminator; the batch's losses and
+    D's mean probabilities for the real and the generated images."""
+    bce = F.binary_cross_entropy_with_logits
+    fake = generator(z, fake_labels)
+    (real_logit, real_classes), (fake_logit, _) = discriminator(real, labels), discriminator(fake.detach(), fake_labels)
+    d_loss = bce(real_logit, torch.full_like(real_logit, cfg.real_target)) + bce(fake_logit,
+                                                                                  torch.zeros_like(fake_logit))
+    if real_classes is not None:
+        d_loss = d_loss + F.cross_entropy(real_classes, labels)
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    fake_logit, fake_classes = discriminator(fake, fake_labels)  # D after its step
+    g_loss = bce(fake_logit, torch.ones_like(fake_logit))  # non-saturating: -log D(G(z, y))
+    if fake_classes is not None:
+        g_loss = g_loss + F.cross_entropy(fake_classes, fake_labels)
+    if cfg.mode_seeking:  # pairs (i, i + h) share their label; reward distinct images for distinct noise
+        h = len(z) // 2
+        ratio = (fake[:h] - fake[h:2 * h]).abs().mean((1, 2, 3)) / (z[:h] - z[h:2 * h]).abs().mean(1)
+        g_loss = g_loss + cfg.mode_seeking / (ratio.mean() + 1e-5)
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": real_logit.sigmoid().mean().item(),
+            "d_fake": fake_logit.sigmoid().mean().item()}
 
+# %%
 def fit_gan(generator, discriminator, X, y, cfg: GANConfig, fixed_z, fixed_labels, sample_epochs, seed: int) -> dict:
     """The GAN's plain loop: per batch one discriminator step, then one generator step. Returns the per-step
     losses, D's mean probabilities for real and generated images, and samples of fixed_z after sample_epochs."""
     gen = torch.Generator().manual_seed(seed)
     opt_g = torch.optim.Adam(generator.parameters(), cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), cfg.lr, betas=(0.5, 0.999))
-    bce = F.binary_cross_entropy_with_logits
     history = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": [], "samples": {}, "steps_per_epoch": 0}
     start = time.perf_counter()
     for epoch in range(1, cfg.num_epochs + 1):
         for idx in batches(len(X), cfg.batch_size, gen):
-            real, labels = X[idx], y[idx]
             z, fake_labels = torch.randn(len(idx), cfg.latent, generator=gen).to(device), gan_labels(
                 len(idx), cfg.n_classes, gen)
-            fake = generator(z, fake_labels)
-            (real_logit, real_classes), (fake_logit, _) = discriminator(real, labels), discriminator(fake.detach(),
-                                                                                                     fake_labels)
-            d_loss = bce(real_logit, torch.full_like(real_logit, cfg.real_target)) + \
-                bce(fake_logit, torch.zeros_like(fake_logit))
-            if real_classes is not None:
-                d_loss = d_loss + F.cross_entropy(real_classes, labels)
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-            fake_logit, fake_classes = discriminator(fake, fake_labels)  # D after its step
-            g_loss = bce(fake_logit, torch.ones_like(fake_logit))  # non-saturating: -log D(G(z, y))
-            if fake_classes is not None:
-                g_loss = g_loss + F.cross_entropy(fake_classes, fake_labels)
-            if cfg.mode_seeking:  # pairs (i, i + h) share their label; reward distinct images for distinct noise
-                h = len(idx) // 2
-                ratio = (fake[:h] - fake[h:2 * h]).abs().mean((1, 2, 3)) / (z[:h] - z[h:2 * h]).abs().mean(1)
-                g_loss = g_loss + cfg.mode_seeking / (ratio.mean() + 1e-5)
-            opt_g.zero_grad()
-            g_loss.backward()
-            opt_g.step()
-            for key, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", real_logit.sigmoid().mean()),
-                               ("d_fake", fake_logit.sigmoid().mean())):
-                history[key].append(value.item())
+            step = gan_step(generator, discriminator, opt_g, opt_d, X[idx], y[idx], z, fake_labels, cfg)
+            for key, value in step.items():
+                history[key].append(value)
         history["steps_per_epoch"] = len(history["d_loss"]) // epoch
         if epoch in sample_epochs:
             history["samples"][f"epoch {epoch}"] = generate(generator, fixed_z, fixed_labels)
@@ -1788,7 +1804,7 @@ def plot_gan_losses(history: dict, window: int = 25) -> plt.Figure:
                  wrap=True)
     return fig
 
-
+# %%
 savefig(plot_gan_losses(gan_history), FIGURE_DIR / "gan_losses")
 fig = plot_image_rows(gan_history["samples"], "DCGAN: the same noise and classes 0–9 after each epoch shown")
 savefig(fig, FIGURE_DIR / "gan_samples_by_epoch")
@@ -1866,7 +1882,7 @@ def coverage(points: torch.Tensor, support: torch.Tensor, radii: torch.Tensor) -
     """The share of `points` inside at least one ball around the `support` points."""
     return (torch.cdist(points, support) <= radii[None]).any(1).float().mean().item()
 
-
+# %%
 def precision_recall(feats: np.ndarray, reference: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al., 2019) in the judge's features: precision is the share
     of generated images that fall in the real images' k-NN manifold (how realistic), recall the share of real

@@ -43,57 +43,84 @@ class Value:
     def __pow__(self, k: float):
         return self._node(self.data ** k, (self,), f"**{k}", (k * self.data ** (k - 1),))
 
-    def exp(self):
-        e = math.exp(self.data)
-        return self._node(e, (self,), "exp", (e,))
-
-    def log(self):
-        return self._node(math.log(self.data), (self,), "log", (1 / self.data,))
-
-    def sigmoid(self):
-        s = 1 / (1 + math.exp(-self.data))
-        return self._node(s, (self,), "sigmoid", (s * (1 - s),))
-
-    def tanh(self):
-        t = math.tanh(self.data)
-        return self._node(t, (self,), "tanh", (1 - t * t,))
-
-    def relu(self):
-        return self._node(max(self.data, 0.0), (self,), "relu", (float(self.data > 0),))
-
     __radd__ = __add__
     __rmul__ = __mul__
 
-    def __neg__(self):
-        return self * -1
-
-    def __sub__(self, other):
-        return self + (-other)
-
-    def __rsub__(self, other):
-        return (-self) + other
-
-    def __truediv__(self, other):
-        return self * (other ** -1 if isinstance(other, Value) else 1 / other)
-
-    def backward(self):
-        order, seen = [], set()
-
-        def visit(v):  # depth first: a node is appended only after all the nodes it depends on
-            if id(v) not in seen:
-                seen.add(id(v))
-                for parent in v._parents:
-                    visit(parent)
-                order.append(v)
-        visit(self)
-        for v in order:
-            v.grad = 0.0
-        self.grad = 1.0
-        for v in reversed(order):
-            v._backward()
-
     def __repr__(self):
         return f"Value({self.data:.6g}, grad={self.grad:.6g})"
+
+# %% [markdown]
+# Elementary functions, each with its local derivative, and the operators that reduce to `+`, `*` and `**`:
+
+# %%
+def value_exp(self: Value) -> Value:
+    e = math.exp(self.data)
+    return self._node(e, (self,), "exp", (e,))
+
+
+def value_log(self: Value) -> Value:
+    return self._node(math.log(self.data), (self,), "log", (1 / self.data,))
+
+
+def value_sigmoid(self: Value) -> Value:
+    s = 1 / (1 + math.exp(-self.data))
+    return self._node(s, (self,), "sigmoid", (s * (1 - s),))
+
+
+def value_tanh(self: Value) -> Value:
+    t = math.tanh(self.data)
+    return self._node(t, (self,), "tanh", (1 - t * t,))
+
+
+def value_relu(self: Value) -> Value:
+    return self._node(max(self.data, 0.0), (self,), "relu", (float(self.data > 0),))
+
+
+# %%
+def value_neg(self: Value) -> Value:
+    return self * -1
+
+
+def value_sub(self: Value, other) -> Value:
+    return self + (-other)
+
+
+def value_rsub(self: Value, other) -> Value:
+    return (-self) + other
+
+
+def value_truediv(self: Value, other) -> Value:
+    return self * (other ** -1 if isinstance(other, Value) else 1 / other)
+
+
+Value.__neg__, Value.__sub__, Value.__rsub__, Value.__truediv__ = value_neg, value_sub, value_rsub, value_truediv
+for unary in (value_exp, value_log, value_sigmoid, value_tanh, value_relu):  # methods defined in their own cell
+    setattr(Value, unary.__name__.removeprefix("value_"), unary)
+
+# %% [markdown]
+# **Backpropagation** sorts the graph so that every node comes after the nodes it depends on, then runs each
+# node's chain rule from the output back:
+
+# %%
+def value_backward(self: Value) -> None:
+    """Reverse mode: visit the graph in topological order from the output back, applying each node's chain rule."""
+    order, seen = [], set()
+
+    def visit(v):  # depth first: a node is appended only after all the nodes it depends on
+        if id(v) not in seen:
+            seen.add(id(v))
+            for parent in v._parents:
+                visit(parent)
+            order.append(v)
+    visit(self)
+    for v in order:
+        v.grad = 0.0
+    self.grad = 1.0
+    for v in reversed(order):
+        v._backward()
+
+
+Value.backward = value_backward
 
 # %% [markdown]
 # **Check.** A function that uses every operation, and one input twice, is differentiated three ways: by the

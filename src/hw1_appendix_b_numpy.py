@@ -178,7 +178,7 @@ def load_cifar10(path: Path) -> dict | None:
             raise ValueError(f"{path}: {key} is {found}, expected {shape}. {fix}")
     return data
 
-
+# %%
 cifar = load_cifar10(DATA_DIR / "cifar10.npz")
 if cifar is not None:
     NP_DATASET, np_classes = "CIFAR-10", CIFAR_CLASSES
@@ -224,7 +224,7 @@ class NumpyConfig:
 def predict_numpy(net, X, batch_size=2000) -> np.ndarray:
     return np.concatenate([forward_pass(net, X[i:i + batch_size])[0] for i in range(0, len(X), batch_size)])
 
-
+# %%
 def train_numpy_net(cfg: NumpyConfig, train, val, name="numpy", seed=SEED, verbose=True) -> tuple[dict, dict]:
     (X, y), (X_v, y_v) = train, val
     net = init_network([X.shape[1], *cfg.hidden, 10], cfg.activation, seed)
@@ -316,6 +316,8 @@ if np_final_config["dataset"] != NP_DATASET:  # verify, without the data set of 
           f"run trains its own on {NP_DATASET} at the smoke budget, and its test number is not compared")
     VERIFIED["B: NumPy network"] = f"not compared: no {np_final_config['dataset']} here"
     np_final_config = np_run_config
+
+# %%
 np_final_cfg = from_dict(NumpyConfig, np_final_config["network"])
 np_digest = source_digest(init_network, forward_pass, softmax, np_sigmoid, NumpyConfig)
 print(f"final NumPy network: {np_final_cfg}")
@@ -334,6 +336,8 @@ with section("B numpy network", METRICS):
             replace(np_final_cfg, num_epochs=np_budget["np_epochs"]), (X_np_train, y_np_train), (X_np_val, y_np_val),
             name="numpy")
         save_checkpoint("B: NumPy network", numpy_state(np_final_net), np_final_config, np_digest)
+
+# %%
 images, labels = np_test_set.read("B: NumPy network")
 images, labels = np.asarray(images).reshape(len(labels), -1), np.asarray(labels).astype(np.int64)
 np_test_acc = float((predict_numpy(np_final_net, standardize(images)).argmax(1) == labels).mean())

@@ -21,7 +21,7 @@ def load_wine_split(final_models: tuple[str, ...], seed: int):
           f"test part of {len(test)} sealed")
     return wine.data[rest].astype(np.float32), wine.target[rest], sealed, list(wine.target_names)
 
-
+# %%
 # from here on, X_wine and y_wine are the training and validation wines only
 X_wine, y_wine, wine_test_set, WINE_CLASSES = load_wine_split(FINAL_MODELS["wine"], SEED)
 wine_rest = np.arange(len(y_wine))

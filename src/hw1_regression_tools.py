@@ -133,6 +133,20 @@ class StackedMLP(nn.Module):
 # step: its weights are copied at that step and restored at the end (a per-member mask, not a Python loop).
 
 # %%
+def rated_step(opt, params: list, lr: torch.Tensor, decay: torch.Tensor) -> None:
+    """Decoupled weight decay, then one step of `opt` (built at rate 1) with each member's update scaled by its own
+    rate lr (K, 1, 1): the optimizers' state (momentum, Adam's moments) does not depend on the rate, so this is
+    exactly each member at its own rate."""
+    with torch.no_grad():
+        for p in params:
+            p.mul_(1 - lr * decay)
+        before = [p.clone() for p in params]
+    opt.step()
+    with torch.no_grad():
+        for p, b in zip(params, before):
+            p.copy_(b + (p - b) * lr)
+
+# %%
 def fit_stacked(model: StackedMLP, X, Y, train_mask, *, steps: int, optimizer: str = "adam", lr=1e-2,
                 weight_decay=0.0, l1=0.0, eval_every: int = 25, stop_at=None) -> dict:
     """X, Y, train_mask: (K, N) tensors; lr, weight_decay, l1: floats or (K,) tensors; stop_at: (K,) steps or None.
@@ -141,9 +155,7 @@ def fit_stacked(model: StackedMLP, X, Y, train_mask, *, steps: int, optimizer: s
     lr, decay = (torch.as_tensor(v, dtype=torch.float32).expand(n_models).reshape(-1, 1, 1) for v in (lr, weight_decay))
     l1 = torch.as_tensor(l1, dtype=torch.float32).expand(n_models)
     params = list(model.parameters())
-    # The optimizer steps at rate 1 and each member's step is then scaled by its own rate: the optimizers' state
-    # (momentum, Adam's moments) does not depend on the rate, so this is exactly each member at its own rate.
-    opt = OPTIMIZERS[optimizer](params, 1.0)
+    opt = OPTIMIZERS[optimizer](params, 1.0)  # rate 1: see rated_step
     for group in opt.param_groups:  # the multi-tensor update: a few operations per step instead of a few per tensor
         group["foreach"] = True
     n_points = train_mask.sum(1).clamp(min=1)
@@ -155,14 +167,7 @@ def fit_stacked(model: StackedMLP, X, Y, train_mask, *, steps: int, optimizer: s
         penalty = l1 * sum(W.abs().sum((1, 2)) for W in model.weights) if l1.any() else 0.0
         opt.zero_grad()
         (loss + penalty).sum().backward()
-        with torch.no_grad():
-            for p in params:
-                p.mul_(1 - lr * decay)
-            before = [p.clone() for p in params]
-        opt.step()
-        with torch.no_grad():
-            for p, b in zip(params, before):
-                p.copy_(b + (p - b) * lr)
+        rated_step(opt, params, lr, decay)
         losses.append(loss.detach())
         if stop_at is not None:  # members whose stopping step this is keep these weights
             with torch.no_grad():
@@ -268,7 +273,7 @@ def standardize_rows(datasets: list[dict]) -> dict:
     out["stats"] = stats
     return out
 
-
+# %%
 def train_members(configs, pairs, X, Y, train_mask, *, n_seeds: int, steps: int, seed: int, eval_every=25,
                   stop_at=None) -> dict:
     """Train n_seeds networks for each (config index, row index) pair; rows are X, Y, train_mask: (R, N).
@@ -299,7 +304,7 @@ def train_members(configs, pairs, X, Y, train_mask, *, n_seeds: int, steps: int,
         out["models"].append((model, members))
     return out
 
-
+# %%
 def network_cv(configs, datasets: list[dict], folds: list[list], *, n_seeds: int, steps: int, seed: int,
                **train_kw) -> dict:
     """Held-out curves of every config on every fold of every data set: mse (C, D, F, E) in the data's units."""
@@ -356,7 +361,7 @@ BASELINES = {  # name -> (candidates from smoothest to roughest, fit-and-predict
     "Gaussian process": (["RBF", "Matérn 5/2"], gaussian_process),
 }
 
-
+# %%
 def baseline_cv(name: str, datasets: list[dict], folds: list[list]) -> np.ndarray:
     """Held-out MSE of every candidate of a baseline on every fold of every data set: (candidates, D, F)."""
     candidates, fit_predict = BASELINES[name]
@@ -438,7 +443,7 @@ def predict_final(final: dict, x: np.ndarray) -> np.ndarray:
         out[members] = pred * stats[members, 3, None, None] + stats[members, 2, None, None]
     return out
 
-
+# %%
 def regression_pipeline(datasets: list[dict], configs, x_query: np.ndarray, *, k: int, steps: int, n_seeds: int,
                         n_final: int, seed: int) -> dict:
     """Folds, network search with early stopping by CV, one-standard-error choice, final ensembles, and the

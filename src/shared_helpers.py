@@ -22,7 +22,7 @@ def pick_device(preference: str = "auto") -> torch.device:
         return torch.device("mps")
     return torch.device("cpu")
 
-
+# %%
 def busy_cores(interval: float = 0.5) -> float:
     """How many cores other processes keep busy right now (Linux /proc/stat; 0 where it cannot tell)."""
     def times():
@@ -88,7 +88,7 @@ def idx_bytes(path: Path) -> bytes:
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise ValueError(f"{path}: cannot be read ({err}). " + DATA_FIX.format(dir=path.parent)) from None
 
-
+# %%
 def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
     """Parse one (optionally gzipped) IDX file: magic 2049 = labels, 2051 = images."""
     raw = idx_bytes(path)
@@ -111,7 +111,7 @@ def idx_path(folder: Path, name: str) -> Path | None:
     """The file `name` in folder, gzipped or not, or None."""
     return next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
 
-
+# %%
 def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRRORS, timeout: float = 60) -> Path:
     """Fetch NAME.gz from the first mirror that serves it with the right content; write it atomically."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRR
     raise FileNotFoundError(f"{target}: could not be downloaded from any mirror:\n  " + "\n  ".join(failures)
                             + "\n" + DATA_FIX.format(dir=folder))
 
-
+# %%
 def fetch_idx_files(folder: Path, checksums: dict[str, str], mirrors=FASHION_MIRRORS) -> dict[str, Path]:
     """Make sure every file of checksums is in folder with the right content, downloading what is missing or
     wrong; return name -> path."""
@@ -274,43 +274,56 @@ def evaluate(model: nn.Module, criterion, X: torch.Tensor, y: torch.Tensor, batc
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return (logits.argmax(1) == y).float().mean().item()
 
+# %%
+def epoch_summary(name: str, num_epochs: int, history: dict) -> str:
+    """The progress line `fit` prints after each epoch, from the history so far."""
+    line = f"[{name}] epoch {history['epoch'][-1]:3d}/{num_epochs} | train {history['train_loss'][-1]:.4f}"
+    if history["val_loss"]:
+        line += f" | val {history['val_loss'][-1]:.4f}"
+        if not math.isnan(history["val_metric"][-1]):
+            line += f" | acc {100 * history['val_metric'][-1]:5.2f}%"
+    return line + f" | {history['time_s'][-1]:6.1f}s"
 
+
+def train_epoch(model: nn.Module, loss_fn, train: tuple, *, optimizer, batch_size: int,
+                generator: torch.Generator, scheduler=None, transform=None) -> float:
+    """One pass over `train` = (X, y, ...) in minibatches drawn from `generator`; the mean training loss."""
+    model.train()
+    running = 0.0
+    for idx in batches(len(train[0]), batch_size, generator):
+        xb, *rest = (t[idx] for t in train)
+        if transform is not None:
+            xb = transform(xb, generator)
+        loss = loss_fn(model, xb, *rest)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        running += loss.item() * len(idx)
+    return running / len(train[0])
+
+# %%
 def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, optimizer,
         num_epochs: int, batch_size: int = 256, scheduler=None, transform=None, patience: int | None = None,
         generator: torch.Generator, val_criterion=None, metric_fn=None, on_epoch_end=None,
         name: str = "model", verbose: bool = True) -> dict:
     """Train `model` on `train` = (X, y, ...) with minibatches drawn from `generator`; return the history."""
-    X = train[0]
     history = {"epoch": [], "train_loss": [], "val_loss": [], "val_metric": [], "time_s": []}
     best_loss, best_state, best_epoch, bad_epochs = math.inf, None, 0, 0
-    start, seen, train_s = time.perf_counter(), 0, 0.0
+    start, train_s = time.perf_counter(), 0.0
     for epoch in range(1, num_epochs + 1):
-        model.train()
         epoch_start = time.perf_counter()
-        running = 0.0
-        for idx in batches(len(X), batch_size, generator):
-            xb, *rest = (t[idx] for t in train)
-            if transform is not None:
-                xb = transform(xb, generator)
-            loss = loss_fn(model, xb, *rest)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            running += loss.item() * len(idx)
-            seen += len(idx)
+        train_loss = train_epoch(model, loss_fn, train, optimizer=optimizer, batch_size=batch_size,
+                                 generator=generator, scheduler=scheduler, transform=transform)
         train_s += time.perf_counter() - epoch_start
         history["epoch"].append(epoch)
-        history["train_loss"].append(running / len(X))
+        history["train_loss"].append(train_loss)
         history["time_s"].append(time.perf_counter() - start)
-        line = f"[{name}] epoch {epoch:3d}/{num_epochs} | train {history['train_loss'][-1]:.4f}"
         if val is not None:
             scores = evaluate(model, val_criterion, *val, metric_fn=metric_fn)
             history["val_loss"].append(scores["loss"])
             history["val_metric"].append(scores.get("metric", math.nan))
-            line += f" | val {scores['loss']:.4f}" + (f" | acc {100 * scores['metric']:5.2f}%"
-                                                      if metric_fn is not None else "")
             if scores["loss"] < best_loss:
                 best_loss, best_epoch, bad_epochs = scores["loss"], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -319,18 +332,17 @@ def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, op
         if on_epoch_end is not None:
             on_epoch_end(epoch, model)
         if verbose:
-            print(line + f" | {history['time_s'][-1]:6.1f}s")
+            print(epoch_summary(name, num_epochs, history))
         if patience is not None and bad_epochs >= patience:
             if verbose:
                 print(f"[{name}] early stop: no val improvement for {patience} epochs")
             break
-    restored = best_state is not None and patience is not None
-    if restored:
+    if restored := best_state is not None and patience is not None:
         model.load_state_dict(best_state)
-    history["best_epoch"] = best_epoch if val is not None else len(history["epoch"])
-    history["final_epoch"] = best_epoch if restored else len(history["epoch"])  # the epoch of the returned weights
-    history["wall_s"] = time.perf_counter() - start
-    history["samples_per_s"] = seen / max(train_s, 1e-9)  # training steps only, evaluation excluded
+    done = len(history["epoch"])
+    history.update(best_epoch=best_epoch if val is not None else done, wall_s=time.perf_counter() - start,
+                   final_epoch=best_epoch if restored else done,  # the epoch of the returned weights
+                   samples_per_s=done * len(train[0]) / max(train_s, 1e-9))  # training steps only, evaluation excluded
     return history
 
 
@@ -405,7 +417,7 @@ def warmup_cosine(optimizer, steps: int, warmup: float = 0.2):
 
 SCHEDULES = {"constant": lambda optimizer, steps: None, "warmup_cosine": warmup_cosine}
 
-
+# %%
 def make_optimizer(model: nn.Module, cfg: TrainConfig, n_train: int):
     params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
     optimizer = OPTIMIZERS[cfg.optimizer](params, cfg.lr, cfg.weight_decay)
@@ -471,7 +483,7 @@ def make_cnn(cfg: CNNConfig) -> nn.Sequential:
         nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c3 * 9, 10))
     return model.to(memory_format=torch.channels_last)
 
-
+# %%
 def fold_batch_norm(model: nn.Sequential) -> nn.Sequential:
     """An evaluation copy of `model` in which every Conv2d followed by a BatchNorm2d is one Conv2d: in eval mode
     the batch norm is a fixed per-channel affine map, which folds into the convolution's weights and bias
@@ -542,7 +554,7 @@ def plain_log_ticks(axis) -> None:
 
 METRICS: dict = {"profile": PROFILE, "seed": SEED, "wall_time_s": {}}
 
-
+# %%
 @contextlib.contextmanager
 def section(name: str, metrics: dict):
     """Time the block into metrics["wall_time_s"][name]."""
@@ -601,7 +613,7 @@ def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str 
         print("  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
     return rows
 
-
+# %%
 def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
                     width: float | None = None) -> plt.Figure:
     """One panel per confusion matrix (rows: true class), each cell the % of its true class. The width (inches)
@@ -626,7 +638,7 @@ def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
     fig.tight_layout()
     return fig
 
-
+# %%
 def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), ylabels=None, title="",
                 colors: dict | None = None, logy=False, width: float = PRINT_WIDTH["full"],
                 height: float = 2.6, legend_cols: int | None = None) -> plt.Figure:
@@ -702,7 +714,7 @@ def class_sources(cls: type) -> list[str]:
                if inspect.isfunction(f) and inspect.unwrap(f).__code__.co_filename != "<string>"]
     return [cls.__name__, *fields_, *map(inspect.getsource, written)]
 
-
+# %%
 def source_digest(*objects) -> str:
     """SHA-256 of what defines a model: for a module, its layer tree (types, shapes, settings) and the code of each
     layer class defined in this notebook; for a function or a class, its source."""
@@ -733,7 +745,7 @@ def final_config(name: str, config: dict) -> dict:
         print(f"verify: the committed metrics have no checkpoint of {name!r}: it uses this run's configuration")
     return record["config"] if VERIFY and record is not None else config
 
-
+# %%
 def save_checkpoint(name: str, state: dict, config: dict, digest: str) -> None:
     """Write final model `name`'s weights to CHECKPOINT_DIR and record the file in METRICS["checkpoints"]."""
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
@@ -768,7 +780,7 @@ def checkpoint_problem(path: Path, record: dict, digest: str) -> tuple[dict | No
         return None, "the code that defines the model changed since the weights were saved (its source digest differs)"
     return payload, ""
 
-
+# %%
 def load_checkpoint(name: str, digest: str) -> dict | None:
     """verify: final model `name`'s committed weights (float32 again) once they check out; None after saying why
     not (the caller then trains the model with the quick profile's budget)."""
@@ -803,7 +815,7 @@ def train_or_load(name: str, model: nn.Module, config: dict, train, loaded: dict
     save_checkpoint(name, model.state_dict(), config, digest)
     return history
 
-
+# %%
 def dig(metrics: dict, path: tuple):
     for key in path:
         metrics = metrics[key]

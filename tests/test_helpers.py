@@ -114,6 +114,16 @@ def exercise(h, tmp_path) -> dict:
     out["fit"] = h["fit"](model, h["cross_entropy"], (X, y), (X, y), optimizer=torch.optim.SGD(model.parameters(), 0.1),
                           num_epochs=2, batch_size=8, generator=torch.Generator().manual_seed(0),
                           val_criterion=F.cross_entropy, metric_fn=h["accuracy"], verbose=False)
+    out["epoch_summary"] = h["epoch_summary"]("tiny", 2, out["fit"])
+    assert out["epoch_summary"].startswith("[tiny] epoch   2/2 | train ") and "| acc " in out["epoch_summary"]
+    assert "acc" not in h["epoch_summary"]("t", 1, {"epoch": [1], "train_loss": [0.5], "val_loss": [0.4],
+                                                     "val_metric": [float("nan")], "time_s": [1.0]})
+    out["train_epoch"] = h["train_epoch"](model, h["cross_entropy"], (X, y), optimizer=torch.optim.SGD(
+        model.parameters(), 0.0), batch_size=8, generator=torch.Generator().manual_seed(0))
+    assert abs(out["train_epoch"] - h["evaluate"](model, F.cross_entropy, X, y)["loss"]) < 1e-4  # lr 0: mean loss
+    a, b = {"m": 0.80, "m_sd": 0.01}, {"m": 0.83, "m_sd": 0.01}
+    out["within_noise"] = (h["within_noise"](a, b, "m"), h["within_noise"](a, {"m": 0.805, "m_sd": 0.0}, "m"))
+    assert out["within_noise"] == (False, True)
     out["train_classifier"] = h["train_classifier"](model, cfg, (X, y), (X, y), seed=0, verbose=False)
     out["ChannelsLast"] = h["ChannelsLast"]()(X[:2])
     out["CNNConfig"] = h["CNNConfig"](channels=(4, 8, 8))
