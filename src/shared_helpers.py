@@ -3,6 +3,8 @@
 # The cells of this section are identical in both homework notebooks (a test keeps them so). They hold
 # everything the sections below reuse: data loading with validation, index batching, one training loop
 # `fit`, evaluation, the optimizer and activation registries, figure saving and the metrics record.
+# First, `set_seed` seeds Python, NumPy and PyTorch at once, and `pick_device` prefers CUDA, then Apple's MPS, then
+# the CPU; results on a GPU may differ from a CPU run in the last digits.
 
 # %%
 def set_seed(seed: int) -> torch.Generator:
@@ -21,6 +23,11 @@ def pick_device(preference: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+# %% [markdown]
+# Threads and device. PyTorch threads that wait for a core that another process keeps busy slow every operation
+# down, so on a busy machine the notebook uses only the free cores (`HW_THREADS` overrides). TF32 is switched off so
+# that matrix products and convolutions on a GPU run in full float32.
 
 # %%
 def busy_cores(interval: float = 0.5) -> float:
@@ -88,6 +95,10 @@ def idx_bytes(path: Path) -> bytes:
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise ValueError(f"{path}: cannot be read ({err}). " + DATA_FIX.format(dir=path.parent)) from None
 
+# %% [markdown]
+# `read_idx` parses the IDX format: a big-endian magic number whose last byte is the number of dimensions, the
+# dimensions, then the raw bytes. A wrong checksum, magic number or length stops with the file's name and the fix.
+
 # %%
 def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
     """Parse one (optionally gzipped) IDX file: magic 2049 = labels, 2051 = images."""
@@ -110,6 +121,10 @@ def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
 def idx_path(folder: Path, name: str) -> Path | None:
     """The file `name` in folder, gzipped or not, or None."""
     return next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
+
+# %% [markdown]
+# `download_verified` tries each mirror in turn, streams the file to a temporary name, checks its size (when the
+# server states one) and its checksum, and only then gives it its final name.
 
 # %%
 def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRRORS, timeout: float = 60) -> Path:
@@ -139,6 +154,10 @@ def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRR
             part.unlink(missing_ok=True)
     raise FileNotFoundError(f"{target}: could not be downloaded from any mirror:\n  " + "\n  ".join(failures)
                             + "\n" + DATA_FIX.format(dir=folder))
+
+# %% [markdown]
+# `load_fashion_mnist` ties these together: find a complete copy, fetch what is missing or corrupt, parse the four
+# files and return tensors.
 
 # %%
 def fetch_idx_files(folder: Path, checksums: dict[str, str], mirrors=FASHION_MIRRORS) -> dict[str, Path]:
@@ -274,6 +293,11 @@ def evaluate(model: nn.Module, criterion, X: torch.Tensor, y: torch.Tensor, batc
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return (logits.argmax(1) == y).float().mean().item()
 
+# %% [markdown]
+# `train_epoch` is one pass over shuffled minibatches: forward, loss, `zero_grad`, backward, optimizer step, and
+# the scheduler's step, if any, per batch. The loss it returns is averaged while the weights change, so it lags
+# slightly behind the loss of the weights at the end of the epoch.
+
 # %%
 def epoch_summary(name: str, num_epochs: int, history: dict) -> str:
     """The progress line `fit` prints after each epoch, from the history so far."""
@@ -302,6 +326,11 @@ def train_epoch(model: nn.Module, loss_fn, train: tuple, *, optimizer, batch_siz
             scheduler.step()
         running += loss.item() * len(idx)
     return running / len(train[0])
+
+# %% [markdown]
+# `fit` repeats `train_epoch` and scores the validation data after each epoch, keeping a copy of the weights with
+# the lowest validation loss. With `patience` set, it stops after that many epochs without improvement and restores
+# those weights; without it, the last weights are kept. `samples_per_s` counts the training steps only.
 
 # %%
 def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, optimizer,
@@ -417,6 +446,11 @@ def warmup_cosine(optimizer, steps: int, warmup: float = 0.2):
 
 SCHEDULES = {"constant": lambda optimizer, steps: None, "warmup_cosine": warmup_cosine}
 
+# %% [markdown]
+# `make_optimizer` optimises only the trainable parameters and sizes the schedule in batches, not epochs.
+# `train_classifier` adds label smoothing and the optional L1 penalty (on weight matrices, not biases) to the
+# cross-entropy, then calls `fit`.
+
 # %%
 def make_optimizer(model: nn.Module, cfg: TrainConfig, n_train: int):
     params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
@@ -482,6 +516,11 @@ def make_cnn(cfg: CNNConfig) -> nn.Sequential:
         nn.MaxPool2d(2),  # 7x7 -> 3x3
         nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c3 * 9, 10))
     return model.to(memory_format=torch.channels_last)
+
+# %% [markdown]
+# `fold_batch_norm` makes an evaluation copy in which each batch norm is merged into the convolution before it.
+# `build` seeds PyTorch before constructing a model, so two models built with the same seed start from the same
+# weights and differ only in how they are trained.
 
 # %%
 def fold_batch_norm(model: nn.Sequential) -> nn.Sequential:
@@ -554,6 +593,10 @@ def plain_log_ticks(axis) -> None:
 
 METRICS: dict = {"profile": PROFILE, "seed": SEED, "wall_time_s": {}}
 
+# %% [markdown]
+# `section` adds a block's wall time to the metrics, `progress` is a text progress bar that a saved notebook keeps
+# as one line, and `write_metrics` writes `METRICS` as JSON together with the software versions that produced it.
+
 # %%
 @contextlib.contextmanager
 def section(name: str, metrics: dict):
@@ -593,6 +636,10 @@ def write_metrics(metrics: dict, path: Path, device: torch.device) -> None:
     print(f"metrics written to {path}")
 
 
+# %% [markdown]
+# Results are tables: `show_table` prints a list of rows, optionally sorted, and `within_noise` says when two
+# mean ± sd results overlap, in which case they are not ranked.
+
 # %%
 def within_noise(a: dict, b: dict, key: str = "best_val_acc") -> bool:
     """Whether two table rows' mean ± sd intervals of `key` overlap (the sd in `key`_sd): such rows are not ranked."""
@@ -612,6 +659,10 @@ def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str 
     for r in rows:
         print("  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
     return rows
+
+# %% [markdown]
+# `plot_confusions` draws confusion matrices with each row as a percentage of its true class, so the diagonal
+# reads as per-class recall.
 
 # %%
 def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
@@ -637,6 +688,10 @@ def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
     fig.suptitle(title, fontsize="medium")  # at 12 pt a long title would widen a half-width figure
     fig.tight_layout()
     return fig
+
+# %% [markdown]
+# `plot_curves` draws training histories: one panel per history key (for example training loss, validation loss),
+# one line per run, each run with its own line style so that curves that coincide stay visible.
 
 # %%
 def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), ylabels=None, title="",
@@ -714,6 +769,11 @@ def class_sources(cls: type) -> list[str]:
                if inspect.isfunction(f) and inspect.unwrap(f).__code__.co_filename != "<string>"]
     return [cls.__name__, *fields_, *map(inspect.getsource, written)]
 
+# %% [markdown]
+# Committed weights are loaded only if the code that defines the model is unchanged: `source_digest` hashes the
+# layer tree and the source of the classes and functions that build it. `final_config` returns the committed
+# configuration under `verify`, and this run's otherwise.
+
 # %%
 def source_digest(*objects) -> str:
     """SHA-256 of what defines a model: for a module, its layer tree (types, shapes, settings) and the code of each
@@ -744,6 +804,10 @@ def final_config(name: str, config: dict) -> dict:
     if VERIFY and record is None:
         print(f"verify: the committed metrics have no checkpoint of {name!r}: it uses this run's configuration")
     return record["config"] if VERIFY and record is not None else config
+
+# %% [markdown]
+# `save_checkpoint` writes the weights atomically and records the file's SHA-256. `checkpoint_problem` says why a
+# committed file cannot be used: missing, wrong checksum, unreadable, another configuration, or changed code.
 
 # %%
 def save_checkpoint(name: str, state: dict, config: dict, digest: str) -> None:
@@ -780,6 +844,11 @@ def checkpoint_problem(path: Path, record: dict, digest: str) -> tuple[dict | No
         return None, "the code that defines the model changed since the weights were saved (its source digest differs)"
     return payload, ""
 
+# %% [markdown]
+# `load_checkpoint` and `train_or_load` decide whether a final model is trained or loaded: train and save, or under
+# `verify` load the committed weights, falling back to training at the quick budget, with a printed reason, when a
+# check fails.
+
 # %%
 def load_checkpoint(name: str, digest: str) -> dict | None:
     """verify: final model `name`'s committed weights (float32 again) once they check out; None after saying why
@@ -814,6 +883,10 @@ def train_or_load(name: str, model: nn.Module, config: dict, train, loaded: dict
     history = train(PROFILES["quick"] if VERIFY else P)
     save_checkpoint(name, model.state_dict(), config, digest)
     return history
+
+# %% [markdown]
+# Under `verify`, `verify_against_committed` puts each reported test number beside the committed one and checks
+# it against `VERIFY_TOLERANCE`; in the other profiles it does nothing.
 
 # %%
 def dig(metrics: dict, path: tuple):
