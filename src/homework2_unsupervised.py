@@ -276,6 +276,7 @@ X_val_small = X_val[:P["n_val_small"]]  # for searches and comparisons, which ev
 print(f"train {len(X_train)} of {len(train_idx)}, validation {len(X_val)}, "
       f"test sealed (read by {', '.join(test_set.final_models)})")
 print(f"pixel mean {X_train.mean():.4f}, pixel variance {X_train.var():.4f} (an MSE to compare with)")
+METRICS["data"] = {"n_train": len(X_train), "n_val": len(X_val), "n_val_small": len(X_val_small)}
 
 
 # %% [markdown]
@@ -2845,6 +2846,7 @@ def final_evaluation(scores: dict) -> tuple[dict, torch.Tensor, str]:
 assert test_set.log == [], f"the test set was read before the final evaluation: {test_set.log}"
 with section("8 final evaluation", METRICS):
     test_results, y_test, labels_sha256_test = final_evaluation(TEST_SCORES)
+METRICS["data"]["n_test"] = len(y_test)
 final_ae_test_mse = test_results["autoencoder"]["mse"]
 cls_test = {mode: float((test_results[name]["pred"] == y_test).float().mean())
             for mode, name in (("fine-tune", "fine-tuned classifier"), (RECIPE, RECIPE))}
