@@ -368,7 +368,7 @@ def network_cv(configs, datasets: list[dict], folds: list[list], *, n_seeds: int
     err = ((pred - Y.view(n_data, n_folds, -1)) ** 2 * held_out).sum(-1) / held_out.sum(-1) * y_sd**2
     return {"mse": err.permute(1, 2, 3, 0).double().numpy(), "eval_steps": np.array(run["eval_steps"]),
             "train_loss": (run["train_loss"].mean(2).view(steps, len(configs), n_data, n_folds).mean(-1)
-                           * y_sd.view(1, 1, -1)).double().numpy()}
+                           * y_sd.view(1, 1, -1) ** 2).double().numpy()}  # an MSE scales with the variance
 
 # %% [markdown]
 # **Baselines** get the same folds and the same selection rule. A polynomial (degree by CV), a local-linear
