@@ -41,8 +41,11 @@
 # | A CNN for the classification task (2) | [4](#sec-4) |
 # | Weight histograms, activation profiles, receptive fields (1) | [6.1](#sec-6-1), [6.2](#sec-6-2), [6.3](#sec-6-3) |
 #
-# The homework also asks that the final accuracy be evaluated in a cross-validation setup: section 3 selects every
-# configuration by k-fold cross-validation, and section 5 reads each test set once, for the selected models only.
+# The homework also asks that the final accuracy be evaluated in a cross-validation setup: section 3 selects the
+# hyper-parameters of the MLP and of the regression networks by k-fold cross-validation; the CNN design, flip
+# test-time augmentation and the final MLP's augmentation and label-smoothing switch are chosen on the single
+# validation split. No choice uses the test sets: the selected models read them once each, after every choice
+# (section 5).
 # Sections 6.4 and 6.5 add the feature visualisations the homework suggests (feature maps, input optimisation).
 #
 # - [Setup](#setup)
@@ -144,13 +147,14 @@ if sys.version_info < (3, 10):  # noqa: UP036 (the cells below use 3.10 syntax: 
 # section and leave the others as they are. Inside a comparison every variant gets the same budget: a comparison at
 # equal budget is the only fair one, since almost any method looks better with more epochs.
 #
-# - `n_val` (all sections): validation images scored in every comparison, of the 10 000 held out.
-# - `reg_family`, `reg_folds`, `reg_steps` (1.1, 2.1): simulated data sets, folds of each kind ($k$), full-batch
-#   training steps.
+# - `n_val` (1.2, 2.2, 2.3, 4, 5 and appendices C, E, F; the regression and 3.2's search do not use it): validation
+#   images scored in every comparison that uses the validation split, of the 10 000 held out.
+# - `reg_family`, `reg_folds`, `reg_steps` (1.1, 2.1; `reg_family` and `reg_folds` also 3.1, where `reg_folds` is
+#   its $k$): simulated data sets, folds of each kind ($k$), full-batch training steps.
 # - `reg_search_steps`, `reg_random_trials`, `reg_search_seeds`, `reg_ensemble` (3.1): steps per search run,
 #   random-search draws, seeds per fold, members of each final committee.
 # - `n_compare`, `compare_epochs`, `compare_seeds` (2.2, 2.3): training images, epochs and seeds of every comparison
-#   run.
+#   run; `compare_epochs // 3 + 1` also sets the epochs of 1.2's basic MLP.
 # - `n_search`, `search_folds`, `search_epochs`, `random_trials` (3.2): images in the search pool, $k$, epochs per
 #   fold, random-search draws.
 # - `n_cnn_compare`, `cnn_compare_epochs` (4): images and epochs of the CNN design study; its images and section 2.2's
@@ -233,10 +237,10 @@ NOTEBOOK_START = time.perf_counter()
 # %% [markdown]
 # ## Data <a id="data"></a>
 # ### FashionMNIST <a id="data-fashion"></a>
-# The images are scaled to [0, 1] and standardised with the mean and standard deviation of the training
-# images only. A stratified 50 000 / 10 000 split of the training set gives the validation set used for
-# every comparison; the test split goes into a `SealedTestSet`, which the final models below (and only they)
-# read, once each.
+# The images are scaled to [0, 1] and standardised with the mean and standard deviation of the 60 000 images of
+# the training file, never the test images. A stratified 50 000 / 10 000 split of the training set gives the
+# validation set used for every comparison; the test split goes into a `SealedTestSet`, which the final models
+# below (and only they) read, once each.
 #
 # FashionMNIST (Xiao, Rasul and Vollgraf, 2017) holds 70 000 grey-scale images of 28×28 pixels of Zalando articles
 # in ten balanced classes: 60 000 for training and 10 000 for testing. It has the format of MNIST but is harder:
@@ -244,10 +248,11 @@ NOTEBOOK_START = time.perf_counter()
 #
 # Three choices in the next cell, and why:
 # - **Standardisation**, $x' = (x/255 - \mu)/\sigma$ with one scalar $\mu$ and $\sigma$ over all pixels of the
-#   training images. Inputs centred at zero with unit spread keep the first layer's pre-activations in the range
-#   that the default initialisations assume, and let one learning rate suit all input weights. The statistics come
-#   from the training images alone: computing them with the test images would let the test set shape the
-#   preprocessing, a small but real leak.
+#   training file's images. Inputs centred at zero with unit spread keep the first layer's pre-activations in the
+#   range that the default initialisations assume, and let one learning rate suit all input weights. The statistics
+#   come from the 60 000 images of the training file (validation split included: a two-number leak into validation
+#   scores, negligible here), never from the test images, which would let the test set shape the preprocessing, a
+#   small but real leak.
 # - **A stratified validation split** (`train_test_split(..., stratify=y)`): each class has exactly 1 000 validation
 #   images (the last assertion checks it), so a validation accuracy is not tilted by the class mix of a lucky split.
 # - **The sealed test set.** Every decision taken while looking at a score turns that score into a validation
@@ -479,8 +484,12 @@ for name, text in bad_files.items():
 #   + \underbrace{\operatorname{Var}\hat f(x)}_{\text{variance}} + \sigma^2 ,$$
 # the expectations taken over training sets and label noise. No method can push its held-out MSE below $\sigma^2$ on
 # average, so the noise variance is drawn as a floor in the learning curves; a training MSE far below it means the
-# network is fitting the noise. A simulation knows $f$, so it can measure the first two terms directly (the "error
-# against the truth" of section 3.1), which a test set, with its own label noise, cannot.
+# network is fitting the noise. A simulation knows $f$, so it can measure the sum of the first two terms (the
+# "error against the truth" of section 3.1), which a test set, with its own label noise, cannot: that error, on a
+# dense grid, removes the noise floor and weights the gaps and the edges by their length rather than by how many
+# test points happen to fall there. Inside a gap no data pull on the fit, so the bias there is set by the method's
+# assumptions (smoothness, activation, weight decay), and the variance by how much the fit would change with
+# another draw of the data (and, for networks, another seed); averaging the committee reduces only the seed part.
 
 # %% include: hw1_regression_tools.py
 
@@ -489,9 +498,10 @@ for name, text in bad_files.items():
 # set are disjoint, cover the data and hold out contiguous blocks. Then the simulated data sets of this run.
 #
 # The first check matters because every regression number below comes from stacked training: if one member's
-# gradient leaked into another, or a member's loss were scaled by the number of members, each score would be wrong
-# in a way that no single-network run could reveal. The assertion accepts differences of rounding size only. The
-# fold checks guard the other classic error of cross-validation, a held-out point that is also a training point.
+# gradient leaked into another, or a member's loss were averaged over other members' points, each score would be
+# wrong in a way that no single-network run could reveal. The assertion accepts differences of rounding size only.
+# The fold checks guard the other classic error of cross-validation, a held-out point that is also a training
+# point.
 
 # %%
 with section("1.1 regression", METRICS):
@@ -870,9 +880,9 @@ METRICS["regression"]["optimizers"] = reg_opt_rows
 # optimizer at its chosen rate, on a log scale; the colours are the optimizers' colours throughout the notebook. The
 # figure shows how fast each optimizer fits, not how well the fit generalises: that is in the table's CV column. A
 # curve that flattens early, high above the others, is a rate too low or a plateau the optimizer cannot leave; a
-# curve that drops below the label noise's variance is fitting noise, which the CV MSE then punishes. The cell ends
-# with its own reading of the table, which ranks the two best optimizers only if their mean ± sd over the data sets
-# do not overlap.
+# curve that drops below 0.25 on the vertical axis, the label noise's variance (this figure draws no line for it),
+# is fitting noise, which the CV MSE then punishes. The cell ends with its own reading of the table, which ranks
+# the two best optimizers only if their mean ± sd over the data sets do not overlap.
 
 # %%
 def plot_train_curves(runs: dict, title: str):
@@ -992,14 +1002,16 @@ savefig(fig, FIGURE_DIR / "regression_regularization")
 # keeps each run short enough to repeat over seeds and variants, and small enough that the network can overfit it,
 # which section 2.3 needs.
 #
-# The next cell draws that subset (with its own seed, so that 2.2, 2.3 and the CNN design study of section 4 draw on
-# the same images), sets each optimizer's rate in `CLS_LR` and defines `summarize`, which turns the runs of one
-# variant into one table row: the best validation accuracy of each run (mean and sd over the seeds) and the epoch
-# of that best; the accuracy and training loss of the weights that training returns (the last epoch's, or with
-# early stopping the restored ones); the epochs run and the throughput. The paired design, every optimizer from the
-# same seeds, removes the luck of the initial weights from the differences between rows; the sd over the seeds
-# measures how much luck remains in one row. The best epoch is picked on the validation images that also score it,
-# so every row's best accuracy is slightly optimistic, all alike.
+# The next cell draws that subset (a prefix of one shuffled order of the training split, `compare_order`; the CNN
+# design study of section 4 and appendix E take prefixes of the same order), sets each optimizer's rate in `CLS_LR`
+# and defines `summarize`, which turns the runs of one variant into one table row: the best validation accuracy of
+# each run (mean and sd over the seeds) and the epoch of that best; the validation accuracy of the weights that
+# training returns (the last epoch's, or with early stopping the restored ones) and the mean training loss over
+# that epoch's batches as optimised (with dropout, augmentation, label smoothing and the L1 term where a variant
+# uses them), not the loss of the returned weights on clean images; the epochs run and the throughput. The paired
+# design, every optimizer from the same seeds, removes the luck of the initial weights from the differences between
+# rows; the sd over the seeds measures how much luck remains in one row. The best epoch is picked on the validation
+# images that also score it, so every row's best accuracy is slightly optimistic, all alike.
 
 # %%
 # one shuffled order of the training split; each comparison (here, the CNN designs, appendix E) takes a prefix of it
@@ -1075,9 +1087,9 @@ METRICS["mlp"]["optimizers"] = opt_rows
 # %% [markdown]
 # ### 2.3 Classification: regularization, initialization and activation functions <a id="sec-2-3"></a>
 # The baseline is Adam at lr 1e-3 without regularization, on the same images and epochs as in 2.2 (5 000 and 15
-# in the full run), where its training loss falls well below its validation loss. Each variant changes one thing
-# and runs from the same seeds as in 2.2; early stopping uses the validation loss with patience 3 and restores
-# the best weights. Data augmentation shifts each image by up to 2 pixels and flips half of them horizontally.
+# in the full run). Each variant changes one thing and runs from the same seeds as in 2.2; early stopping uses the
+# validation loss with patience 3 and restores the best weights. Data augmentation shifts each image by up to 2
+# pixels and flips half of them horizontally.
 #
 # L2, L1, dropout and early stopping work as described in 2.1. Two differences: `L2 (wd 1e-4)` here is Adam's
 # *coupled* weight decay, $g_t \leftarrow g_t + \lambda\theta$, which passes through Adam's scaling (see AdamW in
@@ -1105,9 +1117,13 @@ METRICS["mlp"]["optimizers"] = opt_rows
 #   ReLU does not saturate for $z > 0$, but a unit whose input is negative on every image gets no gradient at all, a
 #   *dead* unit (counted in 6.2).
 #
-# Table columns beyond those of 2.2: `final_val_loss` and `generalization_gap` (validation loss minus training loss)
-# of the returned weights. `final_val_acc` is also the returned weights' accuracy: the last epoch's, or, with early
-# stopping, that of the epoch with the lowest validation loss, which need not be the epoch of the best accuracy.
+# Table columns beyond those of 2.2: `final_val_loss`, the validation loss of the returned weights, and
+# `generalization_gap`, that loss minus `final_train_loss` (see 2.2): the mean training loss over that
+# epoch's batches as optimised (with dropout, augmentation, label smoothing and the L1 term where a variant uses
+# them), not the loss of the returned weights on clean images; the gap of those variants is therefore not
+# comparable with the baseline's. `final_val_acc` is also the returned weights' accuracy: the last epoch's, or,
+# with early stopping, that of the epoch with the lowest validation loss, which need not be the epoch of the best
+# accuracy.
 
 # %%
 base_train = TrainConfig(num_epochs=P["compare_epochs"])
@@ -1154,9 +1170,11 @@ print(f"against no regularization ({100 * none['best_val_acc']:.2f}% ± {100 * n
 # **How to read the regularization curves.** Six of the variants (first seed each), three panels per epoch: training
 # loss, validation loss, validation accuracy. The signature of overfitting is a validation loss that turns upwards
 # while the training loss keeps falling. Validation accuracy can hold steady meanwhile: the loss grows with the
-# confidence of the wrong predictions, while accuracy only counts them. A regularizer that works keeps the first two
-# panels closer together without lowering the third; one that only slows learning shifts all three curves to the
-# right. The early-stopping curve ends where its patience ran out.
+# confidence of the wrong predictions, while accuracy only counts them. A regularizer that works keeps the
+# validation loss from turning upwards without lowering the third panel; one that only slows learning shifts all
+# three curves to the right. The distance between the first two panels is no clean measure for dropout and
+# augmentation: their training loss is measured as optimised, with units dropped or on altered images, not on the
+# clean images of the validation panels. The early-stopping curve ends where its patience ran out.
 
 # %%
 shown = ["none", "L2 (wd 1e-4)", "dropout 0.3", "batch norm", "early stopping", "augmentation"]
@@ -1182,19 +1200,22 @@ savefig(fig, FIGURE_DIR / "mlp_regularization")
 # %% [markdown]
 # ## 3. Hyper-parameter search with k-fold cross-validation <a id="sec-3"></a>
 # Graded item: *optimize hyperparameters using grid/random search and cross-validation, both tasks* (1 point). The
-# homework also asks that the final accuracy be evaluated in a cross-validation setup: here every choice is made
-# by k-fold CV, and the selected models meet their test sets only in section 5.
+# homework also asks that the final accuracy be evaluated in a cross-validation setup: this section selects the
+# hyper-parameters of the MLP and of the regression networks by k-fold CV; the CNN design, flip test-time
+# augmentation and the final MLP's augmentation and label-smoothing switch are chosen on the single validation
+# split. No choice uses the test sets, which are read only after every choice.
 #
 # **k-fold cross-validation.** The data are split into $k$ disjoint folds $F_1,\dots,F_k$. For each $j$, a model
 # with hyper-parameters $\lambda$ is trained on the other $k-1$ folds and scored on $F_j$; the CV score is the mean
 # $$\mathrm{CV}(\lambda) = \frac1k\sum_{j=1}^{k}\mathrm{score}\big(\hat f_\lambda^{(-j)},\,F_j\big),$$
 # reported with its sd over the folds. Every point is held out exactly once, so all data serve for scoring, and the
 # spread over folds shows how much a single split could mislead. Two caveats. The $k$ training sets overlap, so the
-# fold scores are correlated and their sd understates the uncertainty of the mean. And the best of many CV scores is
-# optimistic: each score is noisy, and the maximum of noisy estimates is biased upwards (the winner's curse). The
-# second point is why the test set stays out of all of this. Once a score has been used to choose, it no longer
-# estimates the chosen model's error without bias; only data that took part in no choice can, and the sealed test
-# sets are read once, after every choice: in section 5, and in appendices B and D for their own models.
+# fold scores are correlated, and $\mathrm{sd}/\sqrt k$, the naive standard error of their mean, understates its
+# uncertainty. And the best of many CV scores is optimistic: each score is noisy, and the maximum of noisy
+# estimates is biased upwards (the winner's curse). The second point is why the test set stays out of all of this.
+# Once a score has been used to choose, it no longer estimates the chosen model's error without bias; only data
+# that took part in no choice can, and the sealed test sets are read once, after every choice: in section 5, and
+# in appendices B and D for their own models.
 #
 # **Grid or random search.** A grid (`ParameterGrid`) tries every combination of a few values per hyper-parameter,
 # so its cost multiplies with each added dimension. A random search (`ParameterSampler`) draws configurations from
@@ -1207,7 +1228,7 @@ savefig(fig, FIGURE_DIR / "mlp_regularization")
 # Statistical Learning*): among the configurations whose CV error lies within one standard error of the best one's,
 # take the simplest, here the smoothest. CV cannot tell these configurations apart, and the simplest is the one
 # least likely to have won by fitting the folds' noise. The standard error used here is that of the fold-by-fold
-# difference to the best configuration: folds differ in difficulty far more than configurations differ on one fold,
+# difference to the best configuration: folds can differ in difficulty more than configurations differ on one fold,
 # and pairing removes that common part.
 #
 # ### 3.1 Regression: grid and random search, and the simulation study <a id="sec-3-1"></a>
@@ -1396,9 +1417,9 @@ else:
 
 # %% [markdown]
 # ### 3.2 Classification: grid and random search with stratified k-fold CV <a id="sec-3-2"></a>
-# The search runs on a stratified subset of the 60 000 training images with `StratifiedKFold`; every
-# configuration is trained with AdamW and a warm-up + cosine schedule for the same number of epochs on each fold's
-# training part and scored on its validation part. The folds are index sets, asserted disjoint. The grid
+# The search runs on a random subset of the 60 000 training images, cut into stratified folds by `StratifiedKFold`;
+# every configuration is trained with AdamW and a warm-up + cosine schedule for the same number of epochs on each
+# fold's training part and scored on its validation part. The folds are index sets, asserted disjoint. The grid
 # crosses width, dropout and learning rate; the random search also samples weight decay and batch norm.
 #
 # The next cell builds the folds and the training recipe of the search:
@@ -1904,10 +1925,11 @@ METRICS["visual"] = {"weight_std": weight_std}
 # **How to read the weight histograms.** One panel per linear layer, one outline per snapshot epoch (legend below).
 # Healthy training shows the flat initial histogram changing shape in every layer, with the changes slowing
 # towards the end as the cosine schedule lowers the rate. Warning signs: a layer whose histogram hardly moves from
-# its initial shape is not learning (a rate too small, or gradients vanishing before they reach it); a histogram that
-# keeps widening from snapshot to snapshot shows weights growing without restraint, which can end in instability;
-# a histogram collapsing towards a spike at zero shows a decay that overpowers the data. The printed standard
-# deviations put one number on each layer's width at each snapshot.
+# its initial shape may not be learning (a rate too small, or gradients vanishing before they reach it), although
+# in a wide layer small per-weight changes are normal; a histogram that keeps widening from snapshot to snapshot
+# shows weights growing without restraint, which can end in instability; a histogram collapsing towards a spike at
+# zero shows a decay that overpowers the data. The printed standard deviations put one number on each layer's
+# width at each snapshot.
 
 # %% [markdown] tags=["observation"]
 # **Observation.** Training spreads the weights out: the standard deviation of the first layer grows from 0.0206 at
@@ -2147,9 +2169,10 @@ METRICS["visual"]["receptive_fields"] = erf_rows
 # A feature map is one channel $a_c(i, j)$ of a convolutional layer's output: how strongly filter $c$ responds at
 # each position of its input. Because the filter is shared across positions, the map is a picture of *where* its
 # feature occurs. The maps come from `record_activations` with only the ReLU modules hooked, so they are
-# post-activation: zero wherever the filter's response was negative. The resolution halves at each pooling: the
-# first two blocks work at 28×28, the next two at 14×14 and the last at 7×7. The image is the first sneaker of the
-# training set; channels are ranked by their mean activation on this one image.
+# post-activation: zero wherever the batch-normalised response (the raw one in a design without batch norm) was
+# negative. The resolution halves at each pooling: the first two blocks work at 28×28, the next two at 14×14 and
+# the last at 7×7. The image is the first sneaker of the training set; channels are ranked by their mean
+# activation on this one image.
 
 # %%
 image_index = first_of_class[FASHION_CLASSES.index("Sneaker")]
@@ -2330,7 +2353,8 @@ write_metrics(METRICS, METRICS_PATH, device)
 #   several seeds. Section 2.1 compares optimizers and regularizers on the shuffled folds alone.
 # - The committed outputs come from the CPU; the GPU path is the same code but was not run for this commit.
 # - Appendix B's ablations run on a subset for a shorter budget than the final NumPy network, and each
-#   learning rate is tuned on 3 values only; appendix E runs each search once, from one seed, so "genetic
-#   beats random" (or not) is one observation, not an estimate with a spread.
+#   learning rate is tuned on 3 values only; appendix E repeats each search only `ga_repeats` times (3 in the full
+#   profile), and every individual trains from the same seed, so "genetic beats random" (or not) rests on a mean ±
+#   sd over a few repeats.
 # - Appendix D's calibration is measured, not corrected: the final models were trained on all 60 000 images,
 #   so no held-out data are left to fit a temperature on.

@@ -85,7 +85,7 @@
 # Each section follows the same rhythm: a short explanation of the method and why it is there, the code, a
 # figure or a table, and an observation that quotes the numbers printed above it. Helper cells that only define
 # functions are introduced by one or two sentences; the sections' theory (loss functions, update rules,
-# bounds, scores) sits in the markdown cell that opens each section.
+# bounds, scores) sits in the markdown cells that open each section.
 
 # %% [markdown]
 # ## Setup <a id="sec-setup"></a>
@@ -135,11 +135,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm  # text progress bars only: a widget would leave state in the saved notebook
 
 # %% [markdown]
-# The imports above are grouped by purpose: the standard library, then NumPy, PyTorch and Matplotlib, then the
-# SciPy and scikit-learn pieces that sections 5 to 7 call (PCA, t-SNE, clustering, mixtures, probes, the matrix
-# square root of the Fréchet distance). The next cell stops early on a Python older than 3.10, installs Optuna
-# on Colab only, and imports it if it is there. Without Optuna the name `optuna` is `None`, and section 3 falls
-# back on a random search written in this notebook (`RandomSearch`), so that the rest still runs.
+# The next cell stops early on a Python older than 3.10, installs Optuna on Colab only, and imports it if it is
+# there. Without Optuna the name `optuna` is `None`, and section 3 falls back on a random search written in this
+# notebook (`RandomSearch`), so that the rest still runs.
 
 # %%
 if sys.version_info < (3, 10):  # noqa: UP036 (the cells below use 3.10 syntax: fail here, with a message)
@@ -211,11 +209,12 @@ BETAS = (0.25, 1.0, 4.0)
 PROFILES["verify"] = dict(PROFILES["smoke"])  # the final models load their weights (see the shared helpers)
 
 # %% [markdown]
-# How to read the budget table: every `n_*` entry is a number of images and every `*_epochs` entry a number of
-# passes over them, so the cost of a step grows with their product. `LATENT_SIZES`, `LABEL_COUNTS` and `BETAS`
-# sit outside the table because they define *what* is compared, not how long: a smaller profile compares the
-# same things on less data. The next cell picks the row `P` of the chosen profile (an unknown name stops here
-# with the list of valid ones) and starts the clock whose total the Conclusion reports.
+# How to read the budget table: every `n_*` entry except `n_bootstrap` (bootstrap resamples) is a number of
+# images and every `*_epochs` entry a number of passes over them, so the cost of a section grows with their
+# product. `LATENT_SIZES`, `LABEL_COUNTS` and `BETAS` sit outside the table because they define *what* is
+# compared, not how long: a smaller profile compares the same things on less data. The next cell picks the row
+# `P` of the chosen profile (an unknown name stops here with the list of valid ones) and starts the clock whose
+# total the Conclusion reports.
 
 # %%
 if PROFILE not in PROFILES:
@@ -253,7 +252,8 @@ NOTEBOOK_START = time.perf_counter()
 # the `n_compare` images of a comparison are also among the `n_sweep` images of the sweep and the `n_train`
 # images of the final models. The last line printed below is the yardstick for every reconstruction error in
 # this notebook: the pixel variance is the MSE of the laziest reconstruction, one constant grey level (the mean)
-# for every pixel of every image. An autoencoder whose MSE is not far below it has learned nothing.
+# for every pixel of every image. An autoencoder whose MSE is not far below it does little better than a
+# constant; the per-pixel mean image is a stricter no-learning baseline.
 
 # %%
 # every model whose test number this notebook reports; each reads the test set once, in section 8
@@ -280,10 +280,11 @@ METRICS["data"] = {"n_train": len(X_train), "n_val": len(X_val), "n_val_small": 
 
 
 # %% [markdown]
-# `plot_image_rows` is the one function that draws images in this notebook: one labelled row per entry of a
-# dict, drawn at the width the report prints it, on a fixed grey scale from 0 (black) to 1 (white) so that a dim
-# reconstruction looks dim. `GRID` holds the first validation image of each class. Every reconstruction figure
-# below starts from these same ten images, so figures of different sections can be compared column by column.
+# `plot_image_rows` draws every image figure except the 2-D VAE's decoded grid (6.2): one labelled row per entry
+# of a dict, drawn at the width the report prints it, on a fixed grey scale from 0 (black) to 1 (white) so that
+# a dim reconstruction looks dim. `GRID` holds the first validation image of each class. The reconstruction
+# figures below start from these images (the denoising figures from the first eight), so figures of different
+# sections can be compared column by column.
 
 # %%
 def plot_image_rows(rows: dict, title="", width=PRINT_WIDTH["half"]):
@@ -427,8 +428,10 @@ def build_ae(cfg: AEConfig, seed=SEED) -> ConvAutoencoder:
 # The shape trace prints the output of every top-level layer, so a wrong padding or flattening shows up as a wrong
 # shape before any time is spent on training. The overfit test trains on the same 64 images for 300 steps: with
 # so few images the model can memorise them, and the assertion demands an MSE below a tenth of their variance.
-# A failure here usually points at the model or the loss (a missing sigmoid, targets and outputs swapped, a detached
-# graph), not at the optimizer settings. `reconstruction_mse` is the loss closure that `fit` calls on each batch.
+# A failure here usually points at the model or the loss (a wrong target such as the noisy input or a shuffled
+# batch, a loss that never reaches the decoder's output, a detached graph, parameters missing from the
+# optimizer), not at the optimizer settings. `reconstruction_mse` is the loss closure that `fit` calls on each
+# batch.
 
 # %%
 ae = build_ae(AEConfig())
@@ -491,11 +494,12 @@ def train_autoencoder(model, cfg: TrainConfig, X, X_val=None, transform=None, na
 # on validation; only the final autoencoder reads the test set (section 8).
 #
 # The latent size $d$ is the compression knob: each image of 784 grey levels is summarised by $d$ real numbers.
-# A larger $d$ keeps more detail, so the reconstruction error can only fall as $d$ grows, but the returns
-# shrink, and the two linear layers around the code grow with it ($2w \cdot 49 \cdot d$ weights each way for
-# width $w$). The sweep shows where the curve flattens. Each row of the table reports the final epoch's training
-# MSE (the mean over that epoch's batches, in training mode) and validation MSE (after the epoch, in evaluation
-# mode), the number of parameters, and the throughput in images per second.
+# A larger $d$ keeps more detail, so the best achievable error cannot rise as $d$ grows (at a fixed short budget
+# the sweep need not be monotone), but the returns shrink, and the two linear layers around the code grow with
+# it ($2w \cdot 49 \cdot d$ weights each way for width $w$). The sweep shows where the curve flattens. Each row
+# of the table reports the final epoch's training MSE (the mean over that epoch's batches, in training mode) and
+# validation MSE (after the epoch, in evaluation mode), the number of parameters, and the throughput in images
+# per second.
 
 # %%
 AE_TRAIN = replace(AE_RECIPE, num_epochs=P["sweep_epochs"])
@@ -621,7 +625,7 @@ METRICS["dae"] = {"val": dae_rows, "epochs": P["sweep_epochs"], "wall_s": dae_hi
 # `NOISE_LEVELS`. Each column is one validation image; the rows are the noisy input, the plain autoencoder's
 # output, the denoising autoencoder's output and the clean target. A good denoiser's row looks like the last
 # row. Typical failures: a plain autoencoder reproduces part of the noise (grain on the garment or the
-# background), or reads masked pixels as a darker garment and returns a dim image.
+# background), or returns an image darker than the clean one.
 
 # %%
 examples = GRID[:8]
@@ -692,8 +696,9 @@ for kind in NOISE_LEVELS:
 # off. Batch norm standardises each channel over the batch; it mainly eases optimisation (it smooths the loss
 # landscape, Santurkar et al., 2018) and regularizes a little through the noise of batch statistics, so
 # removing it tests what it contributes. Small input noise is, to first order, equivalent to a penalty on the
-# model's sensitivity to its input (Bishop, 1995). Early stopping, the last classic regularizer, is available
-# in `fit` (`TrainConfig.patience`) but left off here, so that every run takes exactly the same number of steps.
+# model's sensitivity to its input (Bishop, 1995). Early stopping, the last classic regularizer, is left off:
+# `fit` supports early stopping (`patience`), but `train_autoencoder` does not pass it on, so every run takes
+# exactly the same number of steps.
 #
 # A regularizer is expected to help mainly a model that overfits. The table reports the final training and
 # validation MSE side by side for that reason: where they are close, the model does not overfit, and a
@@ -716,11 +721,13 @@ COMPARE |= {
 # The next cell runs every configuration of `COMPARE` from every seed of `COMPARE_SEEDS`. Seed $s$ fixes both
 # the initial weights (`build_ae(mcfg, seed)`) and the batch order (`train_autoencoder(..., seed=seed)`), so
 # at one seed two configurations with the same architecture start from the same point and see the same
-# batches: their difference is due to the configuration alone. The table then gives, per configuration, the
-# mean over seeds of the final training and validation MSE, the standard deviation of the final validation MSE,
-# and the mean of the best validation MSE over the epochs. It is sorted by the final validation MSE, and the
-# printed verdict uses `within_noise`: two rows are ranked only if their mean ± sd intervals do not overlap.
-# With few seeds this is a rough rule, not a significance test, but it stops a ranking from resting on noise.
+# batches (except the input-noise run, whose noise draws come from the generator that orders the batches, so
+# its batch order differs after the first epoch): their difference is due to the configuration alone. The
+# table then gives, per configuration, the mean over seeds of the final training and validation MSE, the
+# standard deviation of the final validation MSE, and the mean of the best validation MSE over the epochs. It
+# is sorted by the final validation MSE, and the printed verdict uses `within_noise`: two rows are ranked only
+# if their mean ± sd intervals do not overlap. With few seeds this is a rough rule, not a significance test,
+# but it stops a ranking from resting on noise.
 
 # %%
 COMPARE_SEEDS = [SEED + i for i in range(P["compare_seeds"])]  # seed s: the same initial weights and batch order
@@ -1074,10 +1081,10 @@ else:
 # ranges. The importances rest on 4 completed trials of one repeat: unreliable.
 
 # %% [markdown]
-# **The final autoencoder** takes the configuration with the lowest validation MSE of any search run and trains <a id="sec-3-final"></a>
-# it on the whole training split for the full budget, with validation after every epoch. Its test MSE is the
-# headline reconstruction number (section 8). A callback keeps its reconstructions of the fixed validation
-# images after a few epochs, to show training as it happens.
+# <a id="sec-3-final"></a>**The final autoencoder** takes the configuration with the lowest validation MSE of
+# any search run and trains it on the whole training split for the full budget, with validation after every
+# epoch. Its test MSE is the headline reconstruction number (section 8). A callback keeps its reconstructions
+# of the fixed validation images after a few epochs, to show training as it happens.
 #
 # The winning trial's parameters are turned back into configurations by `suggest_config` fed a `RandomTrial`
 # that returns fixed values, so the final model is built by exactly the code that built the trial. Its
@@ -1157,12 +1164,12 @@ savefig(fig, FIGURE_DIR / "ae_reconstructions_by_epoch")
 # **Why pretraining could help, and why it might not.** Unsupervised pretraining is a form of transfer: the
 # encoder has already learned, from images alone, features that describe garments, and the classifier starts
 # from them instead of from random weights. It helps when those features are the ones the labels depend on,
-# and most when labels are few, because the head then has few parameters left to fit. But reconstruction and
-# classification reward different things: the reconstruction loss spends the code on whatever covers many
-# pixels (silhouette, brightness), while the class can hinge on small details (a collar, a zip) that cost
-# little MSE. The three modes separate these effects. The probe tests what the code offers as it is;
-# fine-tuning tests whether it is a good *starting point*; scratch gives the same network without that
-# starting point.
+# and most when labels are few, because the labels then only have to place class boundaries in a feature space
+# that the unlabelled training images have already shaped. But reconstruction and classification reward
+# different things: the reconstruction loss spends the code on whatever covers many pixels (silhouette,
+# brightness), while the class can hinge on small details (a collar, a zip) that cost little MSE. The three
+# modes separate these effects. The probe tests what the code offers as it is; fine-tuning tests whether it is
+# a good *starting point*; scratch gives the same network without that starting point.
 #
 # **Label smoothing** with $\varepsilon$ trains against the target distribution
 # $q_k = (1 - \varepsilon)\,[k = y] + \varepsilon / K$ over the $K = 10$ classes instead of a one-hot vector.
@@ -1252,7 +1259,7 @@ print(f"{RECIPE} ({'from ' + HW1_SOURCE if hw1 else 'shared default'}):\n  {reci
 # Each model trains on the whole training split with validation after every epoch, so the curves show accuracy
 # against epochs and against wall-clock seconds.
 #
-# "Learning speed" has two honest meanings, and the table reports both. *Per epoch*: how much accuracy one pass
+# "Learning speed" has two meanings, and the table reports both. *Per epoch*: how much accuracy one pass
 # over the data buys (`epoch1_val_acc`, and `epochs_to_90pct`, the first epoch at which validation accuracy
 # reaches 90%, empty if it never does within the budget). *Per second*: how much accuracy a second of
 # computation buys, which also counts the cost of each image (`samples_per_s`, `wall_s`). A deep network can win
@@ -1435,10 +1442,11 @@ savefig(fig, FIGURE_DIR / "finetune_few_labels")
 # images), so their standard deviation understates the uncertainty; no unbiased estimator of the variance of
 # $k$-fold CV exists (Bengio and Grandvalet, 2004).
 #
-# **Why the test set is not used here.** Cross-validation, the validation split and the searches all serve to
-# *choose*: a recipe, a mode, a number of epochs. A score that has guided a choice is biased towards the choice
-# it made. The test set stays sealed until section 8 so that its numbers are read after every choice is fixed,
-# once per final model, and are therefore unbiased estimates of those models' error on new images.
+# **Why the test set is not used here.** The validation split and the searches serve to *choose*: a recipe, a
+# mode, a number of epochs. Cross-validation here only estimates the chosen recipe's accuracy, but it runs on
+# training data, so the test set is still not needed. A score that has guided a choice is biased towards the
+# choice it made. The test set stays sealed until section 8 so that its numbers are read after every choice is
+# fixed, once per final model, and are therefore unbiased estimates of those models' error on new images.
 
 # %%
 folds = list(StratifiedKFold(P["cv_folds"], shuffle=True, random_state=SEED).split(np.zeros(len(y_train)),
@@ -1620,12 +1628,12 @@ METRICS["latent"] = {"probes": probe_rows, "latent": final_ae_cfg.latent,
 # each point, against blending the two images pixel by pixel. A decoder that has learned the data's manifold
 # should give plausible garments along the way, not a double exposure.
 #
-# The code path is $z(t) = (1 - t)\,z_a + t\,z_b$ for $t$ from 0 to 1 in nine steps, decoded as $g_\phi(z(t))$;
-# the pixel path is $(1 - t)\,x_a + t\,x_b$. A pixel blend always stays on a straight line in image space and
-# passes through images that are two garments superimposed. A decoded path can bend, because the decoder is
-# nonlinear. Nothing in a plain autoencoder's training makes the straight line between two codes stay where
-# the training codes lie, though: if it crosses a gap between clusters, the decoder is asked about codes it was
-# never trained on, and the midpoints may look like no garment at all. The VAE of section 6 adds a term that
+# The code path is $z(t) = (1 - t)\,z_a + t\,z_b$ at nine evenly spaced values of $t$ from 0 to 1, decoded as
+# $g_\phi(z(t))$; the pixel path is $(1 - t)\,x_a + t\,x_b$. A pixel blend always stays on a straight line in
+# image space and passes through images that are two garments superimposed. A decoded path can bend, because the
+# decoder is nonlinear. Nothing in a plain autoencoder's training makes the straight line between two codes stay
+# where the training codes lie, though: if it crosses a gap between clusters, the decoder is asked about codes it
+# was never trained on, and the midpoints may look like no garment at all. The VAE of section 6 adds a term that
 # fills such gaps.
 
 # %%
@@ -1895,8 +1903,8 @@ def train_vae(model, cfg: TrainConfig, X, y, beta=1.0, X_val=None, y_val=None, n
 # 3×3 convolution at full resolution makes the logits. In trial runs (a separate script, width 32, 6 epochs on
 # the 50,000 training images) this lowered the validation −ELBO from 243.3 to 241.6 nats; a KL warm-up (β rising
 # from 0 to 1 over the first two epochs) on top of it did not help (241.8), so there is none. The full profile
-# trains the VAE for `vae_epochs` epochs, four times as many as in those trials: in a six-epoch schedule its
-# validation −ELBO fell in every epoch, and an epoch costs seconds.
+# trains the VAE for `vae_epochs` epochs, more than in those trials; the ELBO curves below show whether the
+# longer budget still pays.
 
 # %%
 VAE_CFG = AEConfig(latent=16, width=final_ae_cfg.width, refine=True)
@@ -1945,9 +1953,9 @@ METRICS["vae"] = {"config": asdict(VAE_CFG) | asdict(VAE_TRAIN), "val": vae_val,
 # that sinks towards zero would be the posterior collapse described above. The printed line adds the
 # reconstruction floor: the part of the −ELBO above it is the most that any better model could remove.
 #
-# Two units help to compare with other work: dividing nats per image by $784 \ln 2$ gives bits per pixel,
-# which section 8 prints for the test set. Published numbers for binarised MNIST-like data are not comparable
-# with these, because grey levels used as Bernoulli targets change the scale.
+# Dividing nats per image by $784 \ln 2$ gives bits per pixel, which section 8 prints for the test set.
+# Published numbers for binarised MNIST-like data are not comparable with these, because grey levels used as
+# Bernoulli targets change the scale.
 
 # %% [markdown]
 # ### 6.2 Reconstructions, samples from the prior, and a 2-D latent manifold <a id="sec-6-2"></a>
@@ -1985,7 +1993,8 @@ METRICS["vae"]["vae2d_val"] = vae2d_val
 #
 # The next cell draws the 2-D VAE's two figures: the decoded grid, `plot_manifold`, and the posterior means
 # of the validation images coloured by class, `plot_latent_2d`. Two latent dimensions keep less about each
-# image, so the −ELBO printed above is expected to be higher than the 16-dimensional model's; the price buys a
+# image, so the −ELBO printed above is expected to be higher than the 16-dimensional model's, which also trained
+# for `vae_epochs` epochs against `vae2d_epochs`, so the gap mixes latent size and budget; the price buys a
 # latent space that can be drawn without any projection.
 
 # %%
@@ -2041,7 +2050,8 @@ savefig(fig, FIGURE_DIR / "vae_latent_2d")
 #
 # $$\mathcal{L}_\beta(x) = -\mathbb{E}_{q(z|x)}\log p(x \mid z) + \beta\,\mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big).$$
 #
-# For $\beta \ne 1$ this is no longer a bound on the log-likelihood, which is why every model is scored with
+# For $\beta < 1$ the negated objective $-\mathcal{L}_\beta$ is no longer a lower bound on the log-likelihood,
+# and for $\beta > 1$ it is a looser one; in neither case is it the ELBO, which is why every model is scored with
 # $\beta = 1$ afterwards. A rate-distortion reading makes the trade-off precise (Alemi et al., 2018): the KL term,
 # averaged over images, is the *rate*, an upper bound on the information the code carries about the image,
 # and the reconstruction term is the *distortion*. β is the price of one nat of rate. A large β buys a cheap
@@ -2245,7 +2255,8 @@ print(f"Observation: the best match is {best['method']} on the {best['features']
 # −ELBOs printed below measure slightly different things. For exact likelihoods and ten balanced classes,
 # $\log p(x \mid y) = \log p(x) + \log p(y \mid x) + \ln 10 \le \log p(x) + \ln 10$: knowing the label saves at
 # most $\ln 10$ nats per image. A gap between the two −ELBOs much larger than that would come from the
-# models and the slack of their bounds, not from the label itself.
+# models, the slack of their bounds and their budgets (`vae_epochs` against `cvae_epochs` epochs), not from the
+# label itself.
 #
 # **What to look for in the figure.** It decodes the same eight codes with each of the ten labels: rows are
 # classes, columns codes. If the decoder uses the label, each row shows its class; if $z$ carries style, each
@@ -2616,18 +2627,17 @@ print(f"after training: D(real) {METRICS['gan']['final_d_real']:.2f}, D(G(z, y))
 # Heusel et al. (2017) proposed to embed real and generated images with a trained classifier, fit a Gaussian
 # $\mathcal{N}(\mu, \Sigma)$ to each set of features, and compare the two Gaussians with the Fréchet distance
 # (for Gaussians, the squared 2-Wasserstein distance), which has the closed form quoted above. The first term
-# compares the average image, the trace term the spread; a generator that produces one perfect image per class
-# still pays the trace term, because its features have too little spread. A classifier's features are used
-# rather than pixels because a classifier has learned which differences between images matter for what they
-# show, and ignores others (an image shifted by one pixel can be far from the original in pixels and still
+# compares the mean features, the trace term their spread; a generator that produces one perfect image per
+# class still pays the trace term, because its features have too little spread. A classifier's features are
+# used rather than pixels because a classifier has learned which differences between images matter for what
+# they show, and ignores others (an image shifted by one pixel can be far from the original in pixels and still
 # close in features).
 #
-# The scores depend on the judge: the scratch classifier's code layer is the feature space, as in FID, where it
-# is an Inception network trained on ImageNet. `judge_features` returns the judge's code and its class
-# probabilities; `frechet_distance` computes the formula with SciPy's matrix square root (its tiny imaginary
-# part, a rounding artefact, is dropped); `bootstrap_interval` resamples both feature sets with replacement,
-# and `knn_radii` and `coverage` are the two pieces of precision and recall. All five are defined in the next
-# cell.
+# The scores depend on the judge: the feature space is the scratch classifier's code layer, where FID uses an
+# Inception network trained on ImageNet. `judge_features` returns the judge's code and its class probabilities;
+# `frechet_distance` computes the formula with SciPy's matrix square root (its tiny imaginary part, a rounding
+# artefact, is dropped); `bootstrap_interval` resamples both feature sets with replacement, and `knn_radii` and
+# `coverage` are the two pieces of precision and recall. All five are defined in the next cell.
 
 # %%
 judge = classifiers["scratch"]
@@ -2861,8 +2871,10 @@ METRICS["test_reads"] = {test_set.name: {"final_models": list(test_set.final_mod
 # The figure below summarises the reconstruction side of the first graded item on one axis: the sweep's
 # validation MSE against the latent size (log-log), with the final autoencoder as a star. The star had the
 # final budget (`final_ae_epochs` epochs on all `n_train` training images) and the searched recipe, against
-# `sweep_epochs` epochs on `n_sweep` images for the curve. The vertical gap at its latent size shows what the
-# budget and the search bought together; the slope of the curve shows what a larger code would buy.
+# `sweep_epochs` epochs on `n_sweep` images for the curve. The sweep points are scored on `X_val_small` (the
+# first `n_val_small` validation images), the star on all `n_val` validation images, so the vertical gap at its
+# latent size mixes what the budget and the search bought with the difference between the two validation sets;
+# the slope of the curve shows what a larger code would buy.
 
 # %%
 def plot_latent_sweep(rows, final_latent, final_val_mse) -> plt.Figure:
@@ -2885,11 +2897,11 @@ savefig(fig, FIGURE_DIR / "latent_size_mse")
 
 # %% [markdown]
 # The next cell prints the classifiers' test accuracies next to the fine-tuning recipe's cross-validation
-# estimate from 4.3, and the two VAEs' test −ELBO. For the VAE it also converts nats per image into bits per
-# pixel, $-\mathrm{ELBO} / (784 \ln 2)$: the average number of bits per pixel that a code built on this model
-# would need, under the caveat of 6 that grey levels are scored as Bernoulli targets. A test number close to
-# its validation counterpart says that validation was a fair stand-in; a test number much worse than
-# validation could point at a validation set that was over-used for choices.
+# estimate from 4.3, and the two VAEs' test −ELBO. For the VAE it also prints bits per pixel,
+# $-\mathrm{ELBO} / (784 \ln 2)$: a rescaling of nats per image to bits per pixel, for comparison between these
+# models only (with grey levels as Bernoulli targets the −ELBO is a cross-entropy, not a code length). A
+# test number close to its validation counterpart says that validation was a fair stand-in; a test number much
+# worse than validation could point at a validation set that was over-used for choices.
 
 # %%
 print("classifiers on the test images:")
@@ -2905,9 +2917,10 @@ METRICS["vae"]["test"] = vae_test | {"bits_per_pixel": vae_test["neg_elbo"] / (7
 METRICS["cvae"]["test"] = cvae_test
 
 # %% [markdown]
-# **Against Homework 1.** The fine-tuned encoder, Homework 1's CNN recipe trained here on the same images for the <a id="sec-8-hw1"></a>
-# same epochs, and (when their metrics are found) Homework 1's own final classifiers, on the same test set:
-# accuracy, size and training cost. The fine-tuned model's cost is its own training plus the pretraining.
+# <a id="sec-8-hw1"></a>**Against Homework 1.** The fine-tuned encoder, Homework 1's CNN recipe trained here on
+# the same images for the same epochs, and (when their metrics are found) Homework 1's own final classifiers, on
+# the same test set: accuracy, size and training cost. The fine-tuned model's cost is its own training plus the
+# pretraining.
 #
 # This is the test-set half of the third graded item (fine-tuning against Homework 1). The fair comparison is
 # the row of Homework 1's recipe trained here, because it had the same images, epochs and hardware as the
@@ -2938,11 +2951,11 @@ for r in hw1_rows:  # sentences from the numbers, so they hold for whichever run
 
 
 # %% [markdown]
-# **Per class.** Where do the classifiers differ? Per-class F1 on the test set for the fine-tuned encoder and <a id="sec-8-per-class"></a>
-# Homework 1's CNN recipe trained here, and, when Homework 1's metrics are found, for Homework 1's own final CNN,
-# from the predictions of its single test read (stored in its metrics, one digit per image, with the digest of
-# the labels, which checks that both notebooks scored the same images in the same order). Confusion matrices
-# side by side.
+# <a id="sec-8-per-class"></a>**Per class.** Where do the classifiers differ? Per-class F1 on the test set for
+# the fine-tuned encoder and Homework 1's CNN recipe trained here, and, when Homework 1's metrics are found, for
+# Homework 1's own final CNN, from the predictions of its single test read (stored in its metrics, one digit per
+# image, with the digest of the labels, which checks that both notebooks scored the same images in the same
+# order). Confusion matrices side by side.
 #
 # For class $c$, precision is the share of images predicted as $c$ that are $c$, recall the share of images of
 # class $c$ predicted as $c$, and $F_1 = 2PR/(P + R)$ their harmonic mean, which is high only when both are.

@@ -73,8 +73,8 @@ def cross_entropy_np(net, probs, y, l2=0.0) -> float:
 #   \theta_t = \theta_{t-1} - \eta\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon},$$
 # where dividing by $1-\beta^t$ removes the bias of moments that start at zero. Each weight thus gets its own step,
 # roughly bounded by $\eta$ whatever the scale of its gradient. The L2 term is part of $g_t$ here (coupled L2), so
-# Adam rescales it like the rest of the gradient; AdamW's decoupled weight decay, used for the CNN in this notebook,
-# shrinks the weights outside the adaptive step instead.
+# Adam rescales it like the rest of the gradient; AdamW's decoupled weight decay, used for the final MLP and CNN
+# (and elsewhere) in this notebook, shrinks the weights outside the adaptive step instead.
 
 # %%
 def backward_pass(net, probs, cache, y, l2=0.0) -> list[dict]:

@@ -141,8 +141,8 @@ savefig(fig, FIGURE_DIR / "evolutionary_search")
 # %% [markdown]
 # **How to read this figure.** The x axis counts CNN trainings. Each curve is the best validation accuracy found so
 # far, thin for each repeat and thick for their mean, so every curve can only rise. The genetic search's first
-# `ga_population` trials are uniform random draws, exactly like random search, so the two can part only after
-# them. A genetic search that helps would then climb faster, or end higher, than random search by more than the
+# `ga_population` trials are uniform random draws, exactly like random search, so until then they differ only by
+# chance. A genetic search that helps would then climb faster, or end higher, than random search by more than the
 # spread of the thin lines.
 
 # %% [markdown]

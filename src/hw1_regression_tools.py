@@ -53,15 +53,8 @@ def simulate_regression(f, seed: int, n: int = 100) -> dict:
             "x_test": x_test, "y_test": f(x_test) + rng.normal(0, 0.12, n)}
 
 # %% [markdown]
-# **Why the error against the truth.** For a new label $y = f(x) + \varepsilon$ with noise variance $\sigma^2$ and a
-# fit $\hat f$ that has not seen it,
-# $$\mathbb E\big[(\hat f(x) - y)^2\big] = \underbrace{\big(\mathbb E\hat f(x) - f(x)\big)^2}_{\text{bias}^2}
-#   + \underbrace{\operatorname{Var}\hat f(x)}_{\text{variance}} + \sigma^2,$$
-# the expectation taken over training sets and noise. A test MSE always contains the noise floor $\sigma^2$; the
-# error against $f$ on a dense grid removes it, and weights the gaps and the edges by their length rather than by
-# how many test points happen to fall there. Inside a gap no data pull on the fit, so the bias there is set by the
-# method's assumptions (smoothness, activation, weight decay), and the variance by how much fits from different
-# seeds and folds disagree, which averaging the members of an ensemble reduces.
+# **Why the error against the truth:** it is the sum of the bias² and variance terms of the decomposition under
+# "What limits the error" in section 1.1 above, free of the noise floor $\sigma^2$ that every test MSE contains.
 
 # %% [markdown]
 # **Folds that look like the task.** Shuffled k-fold holds out scattered points, each with close neighbours in
@@ -465,9 +458,9 @@ def one_se_choice(scores: np.ndarray) -> int:
 # weight decay, then fewest units). The
 # final model is a committee: `n_final` networks trained on all points, spread round-robin over every
 # configuration within one standard error of the best, each up to its own stopping step. CV cannot tell those
-# configurations apart, and which of them the rule picks can hinge on a tie (during development, the order of
-# two equally smooth configurations moved the family's mean error by a third); averaging them removes that
-# choice. The members' spread is the band drawn in the figures. Baselines: each candidate by CV with the same
+# configurations apart, and which of them the rule picks can hinge on a tie, such as the order of two equally
+# smooth configurations, although their fits can differ in the gaps; averaging them removes that choice. The
+# members' spread is the band drawn in the figures. Baselines: each candidate by CV with the same
 # rule, then refit on all points. Nothing in it looks at the function's truth or at a test file.
 
 # %%
