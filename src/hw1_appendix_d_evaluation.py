@@ -92,7 +92,7 @@ wine_scaler = scalers["fit on train only"]
 # 0.9444, and the raw features' validation means reach 758.9. The leaky scaler scores 1 too: with 36 validation
 # wines in three well-separated classes, the harm cannot show in accuracy. It shows in the statistics: fitted on the
 # validation wines as well, the scaler centres them better (largest mean 0.2148 against 0.2912), so those wines no
-# longer play the part of unseen data, and on a harder task the optimism would reach the score.
+# longer play the part of unseen data, and on a harder task the optimism could reach the score.
 
 # %% [markdown]
 # **The final wine model on its test part**, read once: the majority-class baseline, the accuracy with a 95%
@@ -225,8 +225,9 @@ METRICS["appendix"]["D"] = {"wine": {"test_acc": wine_acc, "test_acc_ci95": wine
 # **Observation.** The final wine model classifies all 36 test wines correctly, but the honest claim is the
 # interval: accuracy 1.0000 with a 95% Wilson interval of [0.9036, 1.0000], far above the majority baseline of
 # 0.3889. One split is a noisy estimate: over 20 random splits of the other wines the accuracy ranges from
-# 0.8966 to 1.0000 (std 0.0306), while repeated 5-fold CV gives 0.9672 ± 0.0326 with a standard error of about
-# 0.0084 for its mean.
+# 0.8966 to 1.0000 (mean 0.9741, std 0.0306), while repeated 5-fold CV gives 0.9672 ± 0.0326 over 15 folds. The
+# printed standard error of its mean, about 0.0084, treats the folds as independent; they share most of their
+# training wines, so the real uncertainty of that mean is larger.
 
 # %% [markdown]
 # **The final FashionMNIST models**, evaluated further on the test predictions of section 5 (no new read of
