@@ -1,5 +1,11 @@
 # %% [markdown]
-# ### Appendix D. Evaluating a classifier properly
+# ### Appendix D. Evaluating a classifier properly <a id="app-d"></a>
+# An honest evaluation uses three disjoint parts of the data, each for one purpose: the training part fits the
+# weights, the validation part makes every choice (preprocessing, stopping epoch, hyper-parameters), and the test
+# part is read once, at the end, by the final model. A test set that influenced any choice no longer estimates the
+# performance on new data without bias: the chosen model is, among other things, the one that happened to suit it.
+# The homework's evaluation task asks exactly this of a given wine classifier: judge its real performance.
+#
 # **The wine data** (scikit-learn's `load_wine`: 178 wines, 13 chemical measurements, 3 cultivars) are small
 # enough that every step of an honest evaluation is visible. A stratified 60/20/20 split gives training,
 # validation and test parts; the test part goes into its own `SealedTestSet` at once. A small MLP (13 → 16 → 3)
@@ -21,7 +27,13 @@ def load_wine_split(final_models: tuple[str, ...], seed: int):
           f"test part of {len(test)} sealed")
     return wine.data[rest].astype(np.float32), wine.target[rest], sealed, list(wine.target_names)
 
+# %% [markdown]
+# The non-test wines are split 75/25, stratified: 60% and 20% of all wines. `train_wine` trains with Adam, weight
+# decay, batches of 16 and early stopping with a patience of 20 epochs on the validation part. Because that part
+# also chooses the stopping epoch, an accuracy measured on it is slightly optimistic; the sealed test part is what
+# corrects for that.
 
+# %%
 # from here on, X_wine and y_wine are the training and validation wines only
 X_wine, y_wine, wine_test_set, WINE_CLASSES = load_wine_split(FINAL_MODELS["wine"], SEED)
 wine_rest = np.arange(len(y_wine))
@@ -54,6 +66,12 @@ def wine_probs(model, X) -> np.ndarray:
 # so they are standardised. Three ways are compared on the validation part: the scaler fitted on the training
 # part (correct), no scaling, and a scaler fitted on the training and validation wines together, so that the
 # wines it is then scored on helped set the scaling (leakage; the test part stays sealed).
+#
+# Why a network needs the scaling: with one feature in the hundreds next to others below one, the first layer's
+# pre-activations are dominated by the large features, and the loss surface is steep along some weight directions
+# and flat along others, so no single learning rate suits them all. Standardising,
+# $x' = (x - \mu_\text{train})/s_\text{train}$ per feature, puts every feature on the same footing. Fitting $\mu$ and
+# $s$ on data that is later used for scoring lets information about that data into the model.
 
 # %%
 scalers = {"fit on train only": StandardScaler().fit(X_wine[wine_train]), "no scaling": None,
@@ -74,12 +92,23 @@ wine_scaler = scalers["fit on train only"]
 # 0.9444, and the raw features' validation means reach 758.9. The leaky scaler scores 1 too: with 36 validation
 # wines in three well-separated classes, the harm cannot show in accuracy. It shows in the statistics: fitted on the
 # validation wines as well, the scaler centres them better (largest mean 0.2148 against 0.2912), so those wines no
-# longer play the part of unseen data, and on a harder task the optimism would reach the score.
+# longer play the part of unseen data, and on a harder task the optimism could reach the score.
 
 # %% [markdown]
 # **The final wine model on its test part**, read once: the majority-class baseline, the accuracy with a 95%
 # Wilson interval (36 test wines make it wide), the confusion matrix, per-class precision, recall and F1, and
 # one-vs-rest ROC curves with their AUC.
+#
+# With class $c$ taken as positive: precision $= \frac{TP}{TP+FP}$ (of the wines called $c$, the fraction that are
+# $c$), recall $= \frac{TP}{TP+FN}$ (of the wines of class $c$, the fraction found), and $F_1 = \frac{2PR}{P+R}$,
+# their harmonic mean. The Wilson interval inverts the score test of a binomial proportion: for accuracy $\hat p$ on
+# $n$ wines and the normal quantile $z$,
+# $$\frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + \frac{z^2}{n}} .$$
+# Unlike the textbook interval $\hat p \pm z\sqrt{\hat p(1-\hat p)/n}$, it does not shrink to zero width when every
+# prediction is right, and it stays inside $[0, 1]$. An ROC curve plots the true-positive rate against the
+# false-positive rate as the threshold on one class's predicted probability moves; its area, the AUC, is the
+# probability that a random wine of that class scores higher than a random wine of another class. The majority
+# baseline predicts the training part's most frequent class for every wine: any useful model must beat it.
 
 # %%
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -112,9 +141,16 @@ print(f"wine test accuracy {wine_acc:.4f}, 95% Wilson interval [{wine_ci[0]:.4f}
 show_table(per_class_report(wine_true, wine_pred, WINE_CLASSES))
 print("one-vs-rest AUC:", {k: round(v, 4) for k, v in wine_auc.items()})
 
+# %% [markdown]
+# **How to read this figure.** Left, the confusion matrix in counts: rows are the true cultivars, columns the
+# predicted ones, and everything off the diagonal is an error. Right, one ROC curve per cultivar against the other
+# two, with the dotted diagonal for a classifier that guesses. A curve through the top-left corner separates its
+# class perfectly (AUC 1). With about a dozen test wines per class the curves move in large steps, and one wine
+# more or less changes the AUC visibly.
+
 # %%
 def plot_confusion_and_roc(cm, roc_curves: dict, names, title) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH["full"], 3.0))
     axes[0].imshow(cm, cmap="Blues")
     for i, j in np.ndindex(cm.shape):
         axes[0].text(j, i, str(cm[i, j]), ha="center", va="center")
@@ -125,8 +161,8 @@ def plot_confusion_and_roc(cm, roc_curves: dict, names, title) -> plt.Figure:
         axes[1].plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
     axes[1].plot([0, 1], [0, 1], "k:", label="chance")
     axes[1].set(xlabel="false positive rate", ylabel="true positive rate", title="one-vs-rest ROC")
-    axes[1].legend(fontsize=7)
-    fig.suptitle(title)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -142,6 +178,12 @@ savefig(fig, FIGURE_DIR / "wine_evaluation")
 # split. The recipe is scored on `WINE_SPLITS` different random 80/20 splits of the non-test wines, and by
 # repeated stratified 5-fold cross-validation on the same wines; in every run the scaler is refitted on that
 # run's training part. The spread of the single-split scores is what one number from one split hides.
+#
+# Inside each run, `score_split` splits the training rows once more (80/20) so that early stopping never sees the
+# rows being scored. Repeated $k$-fold cross-validation with $r$ repeats averages $n = kr$ fold scores, each on
+# wines that the model did not train on, and every wine is scored once per repeat. The printed "std of the mean"
+# divides the spread of the fold scores by $\sqrt{n}$ as if the folds were independent. They are not: any two
+# training parts share most of their wines, so the real uncertainty of the mean is larger than that figure.
 
 # %%
 from sklearn.model_selection import RepeatedStratifiedKFold
@@ -183,8 +225,9 @@ METRICS["appendix"]["D"] = {"wine": {"test_acc": wine_acc, "test_acc_ci95": wine
 # **Observation.** The final wine model classifies all 36 test wines correctly, but the honest claim is the
 # interval: accuracy 1.0000 with a 95% Wilson interval of [0.9036, 1.0000], far above the majority baseline of
 # 0.3889. One split is a noisy estimate: over 20 random splits of the other wines the accuracy ranges from
-# 0.8966 to 1.0000 (std 0.0306), while repeated 5-fold CV gives 0.9672 ± 0.0326 with a standard error of about
-# 0.0084 for its mean.
+# 0.8966 to 1.0000 (mean 0.9741, std 0.0306), while repeated 5-fold CV gives 0.9672 ± 0.0326 over 15 folds. The
+# printed standard error of its mean, about 0.0084, treats the folds as independent; they share most of their
+# training wines, so the real uncertainty of that mean is larger.
 
 # %% [markdown]
 # **The final FashionMNIST models**, evaluated further on the test predictions of section 5 (no new read of
@@ -199,6 +242,13 @@ fashion_report = {name: per_class_report(y_test_np, p.argmax(1), FASHION_CLASSES
 show_table([{"class": m["class"], "mlp_precision": m["precision"], "mlp_recall": m["recall"], "mlp_f1": m["f1"],
              "cnn_precision": c["precision"], "cnn_recall": c["recall"], "cnn_f1": c["f1"]}
             for m, c in zip(fashion_report["mlp"], fashion_report["cnn"])], sort_by="cnn_f1");
+
+# %% [markdown]
+# **The most confused pairs.** The CNN's confusion matrix plus its transpose counts the confusions of each pair of
+# classes in both directions; the three largest pairs are shown with up to four misclassified test images per
+# direction. The images come from section 5's single read, which kept the CNN's misclassified test images for this
+# purpose. Looking at the errors helps to tell the model's faults from the data's: an image whose class is
+# ambiguous even to a person at 28×28 points to the labels or the resolution, not to the model.
 
 # %%
 cnn_cm = confusion_matrix(y_test_np, cnn_probs_np.argmax(1), labels=range(10))
@@ -221,6 +271,9 @@ savefig(fig, FIGURE_DIR / "fashion_confused_pairs")
 # right and the CNN wrong, $c$ the reverse. If both models were equally accurate, each disagreement would fall
 # either way with probability ½, so $b \sim \text{Binomial}(b + c, ½)$; the exact two-sided p-value comes from
 # that binomial, and the usual $\chi^2 = (|b-c|-1)^2/(b+c)$ is printed beside it.
+# Why not compare two accuracies, each with its own interval? Both models classify the same test images, so
+# their errors are paired: images that both get right, or both wrong, say nothing about which model is better.
+# The paired test sets them aside, and it can detect a real difference that two overlapping intervals would miss.
 
 # %%
 mlp_right, cnn_right = mlp_test_probs.argmax(1) == y_test_np, cnn_probs_np.argmax(1) == y_test_np
@@ -235,6 +288,13 @@ print(f"McNemar: exact p = {mcnemar_p:.3g}, chi2 = {chi2:.2f}")
 # **Calibration.** A model is calibrated when, among the images it classifies with confidence $p$, a fraction
 # $p$ is right. The reliability diagram bins the test images by confidence (15 equal-width bins); the expected
 # calibration error $\text{ECE} = \sum_b \frac{n_b}{N}\,|\text{acc}_b - \text{conf}_b|$ sums the gaps.
+#
+# **How to read the diagram.** Points on the dotted diagonal are calibrated; points below it are over-confident
+# (right less often than claimed), points above it under-confident. Label smoothing with weight $\varepsilon$
+# trains towards a target of $1 - \varepsilon + \varepsilon/K$ on the true class of $K$, which pulls confidence
+# down. Temperature scaling, $\hat p = \operatorname{softmax}(z/T)$ with one $T > 0$ fitted on validation data,
+# corrects miscalibration of either sign without changing any prediction, because dividing all logits by the same
+# $T$ keeps their order. Bins that hold few images give noisy points, so the ECE also depends on the number of bins.
 
 # %%
 def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
@@ -248,22 +308,24 @@ def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
             "mean_conf": float(conf.mean()), "accuracy": float(right.mean())}
 
 
-def plot_reliability(curves: dict[str, dict], title: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+def plot_reliability(curves: dict[str, dict], title: str, width=PRINT_WIDTH["half"]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(width, 0.9 * width))
     ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
     for name, r in curves.items():
         used = r["counts"] > 0
         ax.plot(r["conf"][used], r["acc"][used], marker="o", color=COLORS[name],
                 label=f"{name.upper()} (ECE {r['ece']:.4f})")
-    ax.set(xlabel="confidence (mean of bin)", ylabel="accuracy in bin", title=title)
+    ax.set(xlabel="confidence (mean of bin)", ylabel="accuracy in bin")
+    fig.suptitle(title, fontsize="medium")
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
 calibration = {"mlp": reliability(mlp_test_probs, y_test_np), "cnn": reliability(cnn_probs_np, y_test_np)}
 for name, r in calibration.items():
     print(f"{name.upper()}: ECE {r['ece']:.4f}, mean confidence {r['mean_conf']:.4f}, accuracy {r['accuracy']:.4f}")
-savefig(plot_reliability(calibration, "Reliability diagram, FashionMNIST test set"), FIGURE_DIR / "reliability")
+savefig(plot_reliability(calibration, "Reliability, FashionMNIST test set"), FIGURE_DIR / "reliability")
 METRICS["appendix"]["D"]["fashion"] = {
     "per_class": fashion_report,
     "mcnemar": {"b_only_mlp_right": b, "c_only_cnn_right": c, "p_exact": mcnemar_p, "chi2": chi2},

@@ -1,5 +1,5 @@
 # %% [markdown]
-# ### Appendix E. Evolutionary hyper-parameter search
+# ### Appendix E. Evolutionary hyper-parameter search <a id="app-e"></a>
 # A small genetic algorithm searches four hyper-parameters of the CNN trained with SGD + Nesterov momentum:
 # batch size, learning rate, momentum and weight decay. Each individual is a vector of four genes in [0, 1],
 # decoded on a log scale where the range spans decades. Every generation keeps the best individual (elitism)
@@ -8,6 +8,13 @@
 # validation accuracy after a short training run on a subset, never the test set. Random search draws the
 # same number of individuals uniformly from the same gene space, so both get the same budget. Each search runs
 # `ga_repeats` times from independent seeds, so that "genetic beats random" is a mean ± sd, not one draw.
+#
+# A gene $g \in [0, 1]$ decodes to $\theta = \theta_\text{lo}\,(\theta_\text{hi}/\theta_\text{lo})^{g}$ on a log
+# scale, so equal steps in $g$ multiply $\theta$ by equal factors, which is how learning rates and weight decays
+# act. The batch size is a power of two, rounded on the $\log_2$ scale, and the momentum is linear in $g$. Each
+# individual trains the same small CNN with a warm-up and cosine learning-rate schedule, from the same seed
+# (initialization and batch order), so two individuals differ only in their hyper-parameters; the price is that
+# every score is tied to that one seed, which may flatter some settings.
 
 # %%
 GA_SPACE = {"batch_size": (32, 256, "log2_int"), "lr": (1e-3, 0.3, "log"), "momentum": (0.5, 0.99, "linear"),
@@ -27,7 +34,7 @@ def decode(genes: np.ndarray) -> dict:
     return params
 
 
-ga_idx = compare_idx[:P["n_ga"]]
+ga_idx = compare_order[:P["n_ga"]]
 ga_val = (X_val[:P["n_ga_val"]], y_val[:P["n_ga_val"]])
 
 
@@ -46,6 +53,15 @@ def train_ga_cnn(params: dict, X: torch.Tensor, y: torch.Tensor, num_epochs: int
 def fitness(genes: np.ndarray) -> float:
     model = train_ga_cnn(decode(genes), X_all[ga_idx], y_all[ga_idx], P["ga_epochs"])
     return accuracy(predict(model, ga_val[0]), ga_val[1])
+
+# %% [markdown]
+# One generation in the code below: keep the best individual unchanged, then breed `pop_size - 1` children. A
+# tournament of two picks the fitter of two random members, which favours good individuals while still letting
+# weaker ones breed now and then: a gentle selection pressure that keeps the population diverse. Crossover takes
+# each gene from either parent with probability ½; mutation adds $\mathcal N(0, 0.15^2)$ noise to each gene with
+# probability ½ and clips the result to $[0, 1]$. Because the elite survives, the best score of the population
+# never falls from one generation to the next. A run costs `pop_size` + (`generations` − 1) × (`pop_size` − 1)
+# trainings.
 
 # %%
 def tournament(population: np.ndarray, scores: list, rng: np.random.Generator) -> np.ndarray:
@@ -77,6 +93,11 @@ def random_search(n_trials: int, seed=SEED) -> list[dict]:
     rng = np.random.default_rng(seed + 1)
     return [{"generation": -1, "genes": g, "fitness": fitness(g)} for g in rng.random((n_trials, len(GA_SPACE)))]
 
+# %% [markdown]
+# The searches, `ga_repeats` times each, from independent seeds. In every repeat random search gets exactly as
+# many trainings as the genetic search used. The two are ranked only if their mean best scores differ by more than
+# the sum of their standard deviations over the repeats. The table shows the best eight trials of all searches.
+
 # %%
 with section("E evolutionary search", METRICS):
     search_runs = {"genetic": [], "random": []}  # per search, one list of trials per repeat
@@ -97,16 +118,18 @@ winners = {name: max((r for r in ga_rows if r["search"] == name), key=lambda r: 
            for name in ("genetic", "random")}
 
 
-def plot_best_so_far(runs: dict[str, list[list[float]]], title: str) -> plt.Figure:
+def plot_best_so_far(runs: dict[str, list[list[float]]], title: str, width=PRINT_WIDTH["half"]) -> plt.Figure:
     """Best fitness so far per search: each repeat thin, their mean thick."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(width, 0.8 * width))
     for i, (name, repeats) in enumerate(runs.items()):
         curves = np.maximum.accumulate(np.array(repeats), axis=1)
         trials = np.arange(1, curves.shape[1] + 1)
         ax.plot(trials, curves.T, color=f"C{i}", lw=0.6, alpha=0.5)
-        ax.plot(trials, curves.mean(0), color=f"C{i}", lw=2, marker=".", label=f"{name}: best so far, mean")
-    ax.set(xlabel="trial (CNN trainings)", ylabel="validation accuracy", title=title)
+        ax.plot(trials, curves.mean(0), color=f"C{i}", lw=2, marker=".", label=f"{name} (mean of repeats)")
+    ax.set(xlabel="trial (CNN trainings)", ylabel="best validation\naccuracy so far")
+    fig.suptitle(textwrap.fill(title, int(width * 13)), fontsize="medium")  # about 13 characters per inch
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
@@ -116,10 +139,19 @@ fig = plot_best_so_far({name: [[t["fitness"] for t in trials] for trials in runs
 savefig(fig, FIGURE_DIR / "evolutionary_search")
 
 # %% [markdown]
-# **The winners, retrained.** Each search's best individual over all its repeats trains the same small CNN on more
-# training images
-# and for longer, and is scored on the validation images that the searches did not see (the searches scored on
-# the first `n_ga_val`). The test set is not read here: these are comparisons, not final models.
+# **How to read this figure.** The x axis counts CNN trainings. Each curve is the best validation accuracy found so
+# far, thin for each repeat and thick for their mean, so every curve can only rise. The genetic search's first
+# `ga_population` trials are uniform random draws, exactly like random search, so until then they differ only by
+# chance. A genetic search that helps would then climb faster, or end higher, than random search by more than the
+# spread of the thin lines.
+
+# %% [markdown]
+# **The winners, retrained.** Each search's best individual over all its repeats trains the same small CNN on
+# more training images (`n_ga_final`) and for longer (`ga_final_epochs`), and is scored on the validation images
+# that the searches did not see (the searches scored on the first `n_ga_val`). The test set is not read here:
+# these are comparisons, not final models. The fresh images matter because the best of many noisy scores is
+# biased upwards (the winner's curse): the individual that was lucky on the search's validation images tends to be
+# the one picked. A score on images that took no part in the choice is free of that bias.
 
 # %%
 ga_final_idx = train_idx[:P["n_ga_final"]]

@@ -53,6 +53,10 @@ def simulate_regression(f, seed: int, n: int = 100) -> dict:
             "x_test": x_test, "y_test": f(x_test) + rng.normal(0, 0.12, n)}
 
 # %% [markdown]
+# **Why the error against the truth:** it is the sum of the bias² and variance terms of the decomposition under
+# "What limits the error" in section 1.1 above, free of the noise floor $\sigma^2$ that every test MSE contains.
+
+# %% [markdown]
 # **Folds that look like the task.** Shuffled k-fold holds out scattered points, each with close neighbours in
 # the training part, while the task's error lives in the gaps and at the edges. So every data set gets both
 # kinds: `k` shuffled folds, and `k` block folds. For the latter the sorted inputs are cut into `2k` contiguous
@@ -93,6 +97,12 @@ def check_folds(x: np.ndarray, folds) -> None:
 # first `widths[k]` hidden units and the others are multiplied by 0, so they receive no gradient and the member
 # is exactly a network of width `widths[k]` (initialised with its own fan-in, like `nn.Linear`). Dropout, too,
 # has a rate per member.
+#
+# In formulas, with $H^{(0)}_k$ member $k$'s inputs as a column, layer $l$ computes
+# $H^{(l)}_k = \phi\big(H^{(l-1)}_k W^{(l)}_k + b^{(l)}_k\big)$ for every $k$ in one call, and the last layer
+# leaves out $\phi$. Dropout is the inverted form: during training each unit is kept with probability $1 - p_k$
+# and the kept ones are divided by $1 - p_k$, so the expected activation is unchanged and evaluation needs no
+# rescaling.
 
 # %%
 class StackedMLP(nn.Module):
@@ -127,10 +137,37 @@ class StackedMLP(nn.Module):
 # thousands of tiny models on full batches, which one loss cannot express as one model's training. `fit_stacked`
 # is the plain loop for that case, beside `fit`. Every member minimises its own masked mean squared error (the
 # loss is their sum, so member k receives exactly the gradient it would receive alone), with its own learning
-# rate, decoupled weight decay (AdamW's: `w ← w − lr_k·λ_k·w`) and L1 coefficient. Every `eval_every` steps it records each
-# member's predictions for all points: the held-out curves of a cross-validation come from them, and so does early
-# stopping by CV, which picks the step with the lowest held-out error. `stop_at` stops each member at its own
-# step: its weights are copied at that step and restored at the end (a per-member mask, not a Python loop).
+# rate, decoupled weight decay (AdamW's: `w ← w − lr_k·λ_k·w`) and L1 coefficient. Every `eval_every` steps it
+# records each member's predictions for all points: the held-out curves of a cross-validation come from them, and
+# so does early stopping by CV, which picks the step with the lowest held-out error. `stop_at` stops each member at
+# its own step: its weights are copied at that step and restored at the end (a per-member mask, not a Python
+# loop).
+
+# %%
+def rated_step(opt, params: list, lr: torch.Tensor, decay: torch.Tensor) -> None:
+    """Decoupled weight decay, then one step of `opt` (built at rate 1) with each member's update scaled by its own
+    rate lr (K, 1, 1): the optimizers' state (momentum, Adam's moments) does not depend on the rate, so this is
+    exactly each member at its own rate."""
+    with torch.no_grad():
+        for p in params:
+            p.mul_(1 - lr * decay)
+        before = [p.clone() for p in params]
+    opt.step()
+    with torch.no_grad():
+        for p, b in zip(params, before):
+            p.copy_(b + (p - b) * lr)
+
+# %% [markdown]
+# Why `rated_step` is exact: Adam's change $-\eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)$ is proportional to $\eta$, and
+# its moments $m$ and $v$ do not depend on $\eta$; the same holds for the momentum buffer of PyTorch's SGD and for
+# RMSprop's running mean of squares. So a step at rate 1, scaled by $\eta_k$, is exactly a step at rate $\eta_k$.
+# The loop below minimises, for all members at once and on full batches,
+# $$\mathcal L = \sum_k \Big[\frac{1}{n_k}\sum_i m_{ki}\,(\hat y_{ki} - y_{ki})^2
+#   + \lambda_{1,k}\sum_l \lVert W^{(l)}_k\rVert_1\Big],$$
+# with $m_{ki} = 1$ on member $k$'s $n_k$ training points and 0 elsewhere; member $k$'s parameters appear only in
+# its own term. The L1 term (on weights, not biases) pulls every weight towards 0 with the same force whatever its
+# size, which favours networks with many near-zero weights; weight decay instead shrinks each weight in proportion
+# to its size.
 
 # %%
 def fit_stacked(model: StackedMLP, X, Y, train_mask, *, steps: int, optimizer: str = "adam", lr=1e-2,
@@ -141,9 +178,7 @@ def fit_stacked(model: StackedMLP, X, Y, train_mask, *, steps: int, optimizer: s
     lr, decay = (torch.as_tensor(v, dtype=torch.float32).expand(n_models).reshape(-1, 1, 1) for v in (lr, weight_decay))
     l1 = torch.as_tensor(l1, dtype=torch.float32).expand(n_models)
     params = list(model.parameters())
-    # The optimizer steps at rate 1 and each member's step is then scaled by its own rate: the optimizers' state
-    # (momentum, Adam's moments) does not depend on the rate, so this is exactly each member at its own rate.
-    opt = OPTIMIZERS[optimizer](params, 1.0)
+    opt = OPTIMIZERS[optimizer](params, 1.0)  # rate 1: see rated_step
     for group in opt.param_groups:  # the multi-tensor update: a few operations per step instead of a few per tensor
         group["foreach"] = True
     n_points = train_mask.sum(1).clamp(min=1)
@@ -155,14 +190,7 @@ def fit_stacked(model: StackedMLP, X, Y, train_mask, *, steps: int, optimizer: s
         penalty = l1 * sum(W.abs().sum((1, 2)) for W in model.weights) if l1.any() else 0.0
         opt.zero_grad()
         (loss + penalty).sum().backward()
-        with torch.no_grad():
-            for p in params:
-                p.mul_(1 - lr * decay)
-            before = [p.clone() for p in params]
-        opt.step()
-        with torch.no_grad():
-            for p, b in zip(params, before):
-                p.copy_(b + (p - b) * lr)
+        rated_step(opt, params, lr, decay)
         losses.append(loss.detach())
         if stop_at is not None:  # members whose stopping step this is keep these weights
             with torch.no_grad():
@@ -268,7 +296,12 @@ def standardize_rows(datasets: list[dict]) -> dict:
     out["stats"] = stats
     return out
 
+# %% [markdown]
+# Depth, activation and optimizer fix the shape of the computation and the kind of update, so each combination
+# of them gets its own `StackedMLP`; everything else is a per-member tensor. Each group seeds PyTorch from `seed`
+# and the group's index before building its model, so every initial weight follows from that one seed.
 
+# %%
 def train_members(configs, pairs, X, Y, train_mask, *, n_seeds: int, steps: int, seed: int, eval_every=25,
                   stop_at=None) -> dict:
     """Train n_seeds networks for each (config index, row index) pair; rows are X, Y, train_mask: (R, N).
@@ -299,7 +332,16 @@ def train_members(configs, pairs, X, Y, train_mask, *, n_seeds: int, steps: int,
         out["models"].append((model, members))
     return out
 
+# %% [markdown]
+# `network_cv` lays out one row per (data set, fold), trains every configuration on every row, and scores every
+# recorded step $t$: for configuration $c$, data set $d$ and fold $f$,
+# $$\text{MSE}_{c,d,f,t} = \frac{s_{y,d}^2}{|V_f|}\sum_{i\in V_f}\big(\bar y^{(t)}_{i} - y_{i}\big)^2,$$
+# where $V_f$ holds the fold's held-out points, $\bar y^{(t)}_i$ is the seeds' mean prediction and $y_i$ the label,
+# both standardised, and $s_{y,d}$ is the data set's label sd, which turns the error back into the data's units.
+# The scaling statistics come from all of a data set's points, held-out folds included, rather than from each
+# fold's training part: a small leak of two numbers per variable.
 
+# %%
 def network_cv(configs, datasets: list[dict], folds: list[list], *, n_seeds: int, steps: int, seed: int,
                **train_kw) -> dict:
     """Held-out curves of every config on every fold of every data set: mse (C, D, F, E) in the data's units."""
@@ -319,13 +361,24 @@ def network_cv(configs, datasets: list[dict], folds: list[list], *, n_seeds: int
     err = ((pred - Y.view(n_data, n_folds, -1)) ** 2 * held_out).sum(-1) / held_out.sum(-1) * y_sd**2
     return {"mse": err.permute(1, 2, 3, 0).double().numpy(), "eval_steps": np.array(run["eval_steps"]),
             "train_loss": (run["train_loss"].mean(2).view(steps, len(configs), n_data, n_folds).mean(-1)
-                           * y_sd.view(1, 1, -1)).double().numpy()}
+                           * y_sd.view(1, 1, -1) ** 2).double().numpy()}  # an MSE scales with the variance
 
 # %% [markdown]
 # **Baselines** get the same folds and the same selection rule. A polynomial (degree by CV), a local-linear
 # kernel smoother (Gaussian kernel, bandwidth by CV) and a Gaussian process (scikit-learn; a constant times an
 # RBF or a Matérn 5/2 kernel plus a white-noise kernel, hyper-parameters by marginal likelihood on each training
 # part, the kernel by CV). Each candidate list runs from the smoothest fit to the roughest.
+#
+# The local-linear smoother fits, at each query point $x_0$, a weighted least-squares line,
+# $$\min_{a,\, b}\ \sum_i w_i\,\big(y_i - a - b\,(x_i - x_0)\big)^2,\qquad
+#   w_i = \exp\!\Big(-\frac{(x_i - x_0)^2}{2h^2}\Big),$$
+# and predicts its intercept $a$; the bandwidth $h$ sets how far the smoother looks. Fitting a line rather than a
+# weighted mean (the Nadaraya-Watson estimator) removes the first-order bias where the data around $x_0$ are
+# lopsided, at the edges and at the sides of a gap. The Gaussian process puts a prior on functions whose smoothness
+# is set by the kernel: the RBF kernel gives infinitely differentiable functions, Matérn 5/2 twice differentiable
+# ones. Its prediction is the posterior mean, and the white-noise term absorbs the label noise. The polynomial is
+# fitted by least squares; `Polynomial.fit` maps the inputs to $[-1, 1]$ first, which keeps high degrees well
+# conditioned.
 
 # %%
 def local_linear(x, y, x_query, bandwidth):
@@ -356,7 +409,16 @@ BASELINES = {  # name -> (candidates from smoothest to roughest, fit-and-predict
     "Gaussian process": (["RBF", "Matérn 5/2"], gaussian_process),
 }
 
+# %% [markdown]
+# **The one-standard-error rule.** Let $s_{c,f}$ be candidate $c$'s held-out error on fold $f$ of $F$, $\bar s_c$
+# its mean over the folds, and $b$ the candidate with the lowest mean. The rule takes the first candidate in the
+# list, the smoothest, with
+# $$\bar s_c \le \bar s_b + \frac{\operatorname{sd}_f\big(s_{c,f} - s_{b,f}\big)}{\sqrt F}.$$
+# Taking the minimum outright rewards a candidate for noise in the fold scores; the rule prefers the simplest model
+# that the data cannot tell from the best. The differences are paired fold by fold, because a hard fold raises every
+# candidate's error together. `one_se_set` returns all candidates that pass, `one_se_choice` the first of them.
 
+# %%
 def baseline_cv(name: str, datasets: list[dict], folds: list[list]) -> np.ndarray:
     """Held-out MSE of every candidate of a baseline on every fold of every data set: (candidates, D, F)."""
     candidates, fit_predict = BASELINES[name]
@@ -392,14 +454,14 @@ def one_se_choice(scores: np.ndarray) -> int:
 # **The pipeline**, identical for every data set, the course's files included. Networks: each configuration is
 # cross-validated with `n_seeds` seeds per fold, each fold scored by the seeds' mean prediction (one seed's
 # curve is too noisy to choose by); the stopping step is the one with the lowest mean held-out error (early
-# stopping by CV); the configuration is
-# picked by the one-standard-error rule, the smoothest first (strongest weight decay, then fewest units). The
+# stopping by CV); the configuration is picked by the one-standard-error rule, the smoothest first (strongest
+# weight decay, then fewest units). The
 # final model is a committee: `n_final` networks trained on all points, spread round-robin over every
 # configuration within one standard error of the best, each up to its own stopping step. CV cannot tell those
-# configurations apart, and which of them the rule picks can hinge on a tie (during development, the order of
-# two equally smooth configurations moved the family's mean error by a third); averaging them removes that
-# choice. The members' spread is the band drawn in the figures. Baselines: each candidate by CV with the same rule, then refit on all points. Nothing in
-# it looks at the function's truth or at a test file.
+# configurations apart, and which of them the rule picks can hinge on a tie, such as the order of two equally
+# smooth configurations, although their fits can differ in the gaps; averaging them removes that choice. The
+# members' spread is the band drawn in the figures. Baselines: each candidate by CV with the same
+# rule, then refit on all points. Nothing in it looks at the function's truth or at a test file.
 
 # %%
 def smoothness_order(configs) -> list[int]:
@@ -438,7 +500,14 @@ def predict_final(final: dict, x: np.ndarray) -> np.ndarray:
         out[members] = pred * stats[members, 3, None, None] + stats[members, 2, None, None]
     return out
 
+# %% [markdown]
+# `regression_pipeline` in order: the folds of each data set and their checks; the configurations sorted smoothest
+# first; cross-validation of every network configuration; per data set the stopping step and the
+# one-standard-error choice; the committee, trained on all points; then each baseline with the same folds and the
+# same rule. A stopping step found on folds with fewer training points is reused for training on all of them, a
+# common approximation: with more points the best step may come somewhat later.
 
+# %%
 def regression_pipeline(datasets: list[dict], configs, x_query: np.ndarray, *, k: int, steps: int, n_seeds: int,
                         n_final: int, seed: int) -> dict:
     """Folds, network search with early stopping by CV, one-standard-error choice, final ensembles, and the

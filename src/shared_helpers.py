@@ -3,6 +3,8 @@
 # The cells of this section are identical in both homework notebooks (a test keeps them so). They hold
 # everything the sections below reuse: data loading with validation, index batching, one training loop
 # `fit`, evaluation, the optimizer and activation registries, figure saving and the metrics record.
+# First, `set_seed` seeds Python, NumPy and PyTorch at once, and `pick_device` prefers CUDA, then Apple's MPS, then
+# the CPU; results on a GPU may differ from a CPU run in the last digits.
 
 # %%
 def set_seed(seed: int) -> torch.Generator:
@@ -22,7 +24,12 @@ def pick_device(preference: str = "auto") -> torch.device:
         return torch.device("mps")
     return torch.device("cpu")
 
+# %% [markdown]
+# Threads and device. PyTorch threads that wait for a core that another process keeps busy slow every operation
+# down, so on a busy machine the notebook uses only the free cores (`HW_THREADS` overrides). TF32 is switched off so
+# that matrix products and convolutions on a GPU run in full float32.
 
+# %%
 def busy_cores(interval: float = 0.5) -> float:
     """How many cores other processes keep busy right now (Linux /proc/stat; 0 where it cannot tell)."""
     def times():
@@ -88,7 +95,11 @@ def idx_bytes(path: Path) -> bytes:
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise ValueError(f"{path}: cannot be read ({err}). " + DATA_FIX.format(dir=path.parent)) from None
 
+# %% [markdown]
+# `read_idx` parses the IDX format: a big-endian magic number whose last byte is the number of dimensions, the
+# dimensions, then the raw bytes. A wrong checksum, magic number or length stops with the file's name and the fix.
 
+# %%
 def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
     """Parse one (optionally gzipped) IDX file: magic 2049 = labels, 2051 = images."""
     raw = idx_bytes(path)
@@ -111,7 +122,11 @@ def idx_path(folder: Path, name: str) -> Path | None:
     """The file `name` in folder, gzipped or not, or None."""
     return next((p for p in (folder / f"{name}.gz", folder / name) if p.exists()), None)
 
+# %% [markdown]
+# `download_verified` tries each mirror in turn, streams the file to a temporary name, checks its size (when the
+# server states one) and its checksum, and only then gives it its final name.
 
+# %%
 def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRRORS, timeout: float = 60) -> Path:
     """Fetch NAME.gz from the first mirror that serves it with the right content; write it atomically."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,7 +155,11 @@ def download_verified(name: str, sha256: str, folder: Path, mirrors=FASHION_MIRR
     raise FileNotFoundError(f"{target}: could not be downloaded from any mirror:\n  " + "\n  ".join(failures)
                             + "\n" + DATA_FIX.format(dir=folder))
 
+# %% [markdown]
+# `load_fashion_mnist` ties these together: find a complete copy, fetch what is missing or corrupt, parse the four
+# files and return tensors.
 
+# %%
 def fetch_idx_files(folder: Path, checksums: dict[str, str], mirrors=FASHION_MIRRORS) -> dict[str, Path]:
     """Make sure every file of checksums is in folder with the right content, downloading what is missing or
     wrong; return name -> path."""
@@ -274,43 +293,66 @@ def evaluate(model: nn.Module, criterion, X: torch.Tensor, y: torch.Tensor, batc
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return (logits.argmax(1) == y).float().mean().item()
 
+# %% [markdown]
+# `train_epoch` is one pass over shuffled minibatches: forward, loss, `zero_grad`, backward, optimizer step, and
+# the scheduler's step, if any, per batch. The loss it returns is averaged while the weights change, so it lags
+# slightly behind the loss of the weights at the end of the epoch.
 
+# %%
+def epoch_summary(name: str, num_epochs: int, history: dict) -> str:
+    """The progress line `fit` prints after each epoch, from the history so far."""
+    line = f"[{name}] epoch {history['epoch'][-1]:3d}/{num_epochs} | train {history['train_loss'][-1]:.4f}"
+    if history["val_loss"]:
+        line += f" | val {history['val_loss'][-1]:.4f}"
+        if not math.isnan(history["val_metric"][-1]):
+            line += f" | acc {100 * history['val_metric'][-1]:5.2f}%"
+    return line + f" | {history['time_s'][-1]:6.1f}s"
+
+
+def train_epoch(model: nn.Module, loss_fn, train: tuple, *, optimizer, batch_size: int,
+                generator: torch.Generator, scheduler=None, transform=None) -> float:
+    """One pass over `train` = (X, y, ...) in minibatches drawn from `generator`; the mean training loss."""
+    model.train()
+    running = 0.0
+    for idx in batches(len(train[0]), batch_size, generator):
+        xb, *rest = (t[idx] for t in train)
+        if transform is not None:
+            xb = transform(xb, generator)
+        loss = loss_fn(model, xb, *rest)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        running += loss.item() * len(idx)
+    return running / len(train[0])
+
+# %% [markdown]
+# `fit` repeats `train_epoch` and scores the validation data after each epoch, keeping a copy of the weights with
+# the lowest validation loss. With `patience` set, it stops after that many epochs without improvement and restores
+# those weights; without it, the last weights are kept. `samples_per_s` counts the training steps only.
+
+# %%
 def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, optimizer,
         num_epochs: int, batch_size: int = 256, scheduler=None, transform=None, patience: int | None = None,
         generator: torch.Generator, val_criterion=None, metric_fn=None, on_epoch_end=None,
         name: str = "model", verbose: bool = True) -> dict:
     """Train `model` on `train` = (X, y, ...) with minibatches drawn from `generator`; return the history."""
-    X = train[0]
     history = {"epoch": [], "train_loss": [], "val_loss": [], "val_metric": [], "time_s": []}
     best_loss, best_state, best_epoch, bad_epochs = math.inf, None, 0, 0
-    start, seen, train_s = time.perf_counter(), 0, 0.0
+    start, train_s = time.perf_counter(), 0.0
     for epoch in range(1, num_epochs + 1):
-        model.train()
         epoch_start = time.perf_counter()
-        running = 0.0
-        for idx in batches(len(X), batch_size, generator):
-            xb, *rest = (t[idx] for t in train)
-            if transform is not None:
-                xb = transform(xb, generator)
-            loss = loss_fn(model, xb, *rest)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            running += loss.item() * len(idx)
-            seen += len(idx)
+        train_loss = train_epoch(model, loss_fn, train, optimizer=optimizer, batch_size=batch_size,
+                                 generator=generator, scheduler=scheduler, transform=transform)
         train_s += time.perf_counter() - epoch_start
         history["epoch"].append(epoch)
-        history["train_loss"].append(running / len(X))
+        history["train_loss"].append(train_loss)
         history["time_s"].append(time.perf_counter() - start)
-        line = f"[{name}] epoch {epoch:3d}/{num_epochs} | train {history['train_loss'][-1]:.4f}"
         if val is not None:
             scores = evaluate(model, val_criterion, *val, metric_fn=metric_fn)
             history["val_loss"].append(scores["loss"])
             history["val_metric"].append(scores.get("metric", math.nan))
-            line += f" | val {scores['loss']:.4f}" + (f" | acc {100 * scores['metric']:5.2f}%"
-                                                      if metric_fn is not None else "")
             if scores["loss"] < best_loss:
                 best_loss, best_epoch, bad_epochs = scores["loss"], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -319,18 +361,17 @@ def fit(model: nn.Module, loss_fn, train: tuple, val: tuple | None = None, *, op
         if on_epoch_end is not None:
             on_epoch_end(epoch, model)
         if verbose:
-            print(line + f" | {history['time_s'][-1]:6.1f}s")
+            print(epoch_summary(name, num_epochs, history))
         if patience is not None and bad_epochs >= patience:
             if verbose:
                 print(f"[{name}] early stop: no val improvement for {patience} epochs")
             break
-    restored = best_state is not None and patience is not None
-    if restored:
+    if restored := best_state is not None and patience is not None:
         model.load_state_dict(best_state)
-    history["best_epoch"] = best_epoch if val is not None else len(history["epoch"])
-    history["final_epoch"] = best_epoch if restored else len(history["epoch"])  # the epoch of the returned weights
-    history["wall_s"] = time.perf_counter() - start
-    history["samples_per_s"] = seen / max(train_s, 1e-9)  # training steps only, evaluation excluded
+    done = len(history["epoch"])
+    history.update(best_epoch=best_epoch if val is not None else done, wall_s=time.perf_counter() - start,
+                   final_epoch=best_epoch if restored else done,  # the epoch of the returned weights
+                   samples_per_s=done * len(train[0]) / max(train_s, 1e-9))  # training steps only, evaluation excluded
     return history
 
 
@@ -405,7 +446,12 @@ def warmup_cosine(optimizer, steps: int, warmup: float = 0.2):
 
 SCHEDULES = {"constant": lambda optimizer, steps: None, "warmup_cosine": warmup_cosine}
 
+# %% [markdown]
+# `make_optimizer` optimises only the trainable parameters and sizes the schedule in batches, not epochs.
+# `train_classifier` adds label smoothing and the optional L1 penalty (on weight matrices, not biases) to the
+# cross-entropy, then calls `fit`.
 
+# %%
 def make_optimizer(model: nn.Module, cfg: TrainConfig, n_train: int):
     params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
     optimizer = OPTIMIZERS[cfg.optimizer](params, cfg.lr, cfg.weight_decay)
@@ -471,7 +517,12 @@ def make_cnn(cfg: CNNConfig) -> nn.Sequential:
         nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c3 * 9, 10))
     return model.to(memory_format=torch.channels_last)
 
+# %% [markdown]
+# `fold_batch_norm` makes an evaluation copy in which each batch norm is merged into the convolution before it.
+# `build` seeds PyTorch before constructing a model, so two models built with the same seed start from the same
+# weights and differ only in how they are trained.
 
+# %%
 def fold_batch_norm(model: nn.Sequential) -> nn.Sequential:
     """An evaluation copy of `model` in which every Conv2d followed by a BatchNorm2d is one Conv2d: in eval mode
     the batch norm is a fixed per-channel affine map, which folds into the convolution's weights and bias
@@ -503,8 +554,13 @@ CNN_TRAIN = TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=5e-4, batch_siz
 # how far a long silent loop has come.
 
 # %%
+from matplotlib.ticker import Formatter
+
 plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
                      "axes.spines.top": False, "axes.spines.right": False})
+# Inches at which the reports print a figure: across the text width, or in one column of a two-column grid.
+# Each figure is drawn at the width it prints, so matplotlib's 10 pt text prints at 10 pt; text is kept >= 8 pt.
+PRINT_WIDTH = {"full": 6.7, "half": 3.3}
 COLORS = dict(zip(list(OPTIMIZERS) + ["mlp", "cnn"], plt.get_cmap("tab10").colors))
 
 
@@ -515,9 +571,33 @@ def savefig(fig: plt.Figure, path: Path) -> None:
         fig.savefig(path.with_name(f"{path.name}.{ext}"), bbox_inches="tight")
 
 
+class _PlainLogFormatter(Formatter):
+    """Log-axis tick labels as plain numbers (0.02, 1e-5; not 2×10⁻²): matplotlib sets an exponent at 0.7 × the
+    tick size, too small in print. Decades are labelled always; within a decade, 2, 3 and 5 when the axis spans less
+    than 1.5 decades, and every tick when it spans less than half a decade (more would crowd a short axis)."""
+
+    def __call__(self, x, pos=None):
+        low, high = self.axis.get_view_interval()
+        span = np.log10(high / low)
+        coefficient = round(x / 10 ** np.floor(np.log10(x) + 1e-9))
+        if not (coefficient in (1, 10) or span <= 0.5 or (span <= 1.5 and coefficient in (2, 3, 5))):
+            return ""
+        return f"{x:g}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis (ax.xaxis or ax.yaxis, after set_*scale("log")) with plain numbers."""
+    axis.set_major_formatter(_PlainLogFormatter())
+    axis.set_minor_formatter(_PlainLogFormatter())
+
+
 METRICS: dict = {"profile": PROFILE, "seed": SEED, "wall_time_s": {}}
 
+# %% [markdown]
+# `section` adds a block's wall time to the metrics, `progress` is a text progress bar that a saved notebook keeps
+# as one line, and `write_metrics` writes `METRICS` as JSON together with the software versions that produced it.
 
+# %%
 @contextlib.contextmanager
 def section(name: str, metrics: dict):
     """Time the block into metrics["wall_time_s"][name]."""
@@ -556,7 +636,16 @@ def write_metrics(metrics: dict, path: Path, device: torch.device) -> None:
     print(f"metrics written to {path}")
 
 
+# %% [markdown]
+# Results are tables: `show_table` prints a list of rows, optionally sorted, and `within_noise` says when two
+# mean ± sd results overlap, in which case they are not ranked.
+
 # %%
+def within_noise(a: dict, b: dict, key: str = "best_val_acc") -> bool:
+    """Whether two table rows' mean ± sd intervals of `key` overlap (the sd in `key`_sd): such rows are not ranked."""
+    return abs(a[key] - b[key]) <= a[f"{key}_sd"] + b[f"{key}_sd"]
+
+
 def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str | None = None,
                descending: bool = False) -> list[dict]:
     """Print rows (one dict per run) as a fixed-width table, optionally sorted; return them sorted."""
@@ -571,30 +660,47 @@ def show_table(rows: list[dict], columns: list[str] | None = None, sort_by: str 
         print("  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
     return rows
 
+# %% [markdown]
+# `plot_confusions` draws confusion matrices with each row as a percentage of its true class, so the diagonal
+# reads as per-class recall.
 
-def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str) -> plt.Figure:
-    """One panel per confusion matrix (rows: true class), each cell the % of its true class."""
+# %%
+def plot_confusions(matrices: dict[str, np.ndarray], class_names, title: str,
+                    width: float | None = None) -> plt.Figure:
+    """One panel per confusion matrix (rows: true class), each cell the % of its true class. The width (inches)
+    defaults to half the text width per panel, at most the full width."""
     k = len(class_names)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.4 * len(matrices), 4.2), squeeze=False)
+    width = width or min(PRINT_WIDTH["half"] * len(matrices), PRINT_WIDTH["full"])
+    # the class names label the rows of the first panel only (sharey), so the panels after it get their room
+    side = (width - 1.0) / len(matrices)  # each square panel's side: about 1 in goes to the class names
+    fig, axes = plt.subplots(1, len(matrices), figsize=(width, side + 1.3), squeeze=False, sharey=True)
     for ax, (name, cm) in zip(axes[0], matrices.items()):
         share = cm / cm.sum(1, keepdims=True)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i, j in np.ndindex(cm.shape):
-            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=6,
+            ax.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=8,
                     color="white" if share[i, j] > 0.5 else "black")
-        ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=name)
-        ax.set_xticklabels(class_names, rotation=60, fontsize=6)
-        ax.set_yticklabels(class_names, fontsize=6)
+        ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", title=name)
+        ax.set_xticklabels(class_names, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
+        ax.set_yticklabels(class_names, fontsize=8)
         ax.grid(False)
-    fig.suptitle(title)
+    axes[0][0].set_ylabel("true class")
+    fig.suptitle(title, fontsize="medium")  # at 12 pt a long title would widen a half-width figure
     fig.tight_layout()
     return fig
 
+# %% [markdown]
+# `plot_curves` draws training histories: one panel per history key (for example training loss, validation loss),
+# one line per run, each run with its own line style so that curves that coincide stay visible.
 
+# %%
 def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), ylabels=None, title="",
-                colors: dict | None = None, logy=False) -> plt.Figure:
-    """One panel per history key, one line per run; x is the epoch."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.4), squeeze=False)
+                colors: dict | None = None, logy=False, width: float = PRINT_WIDTH["full"],
+                height: float = 2.6, legend_cols: int | None = None) -> plt.Figure:
+    """One panel per history key, one line per run; x is the epoch. The figure is drawn at the width (inches)
+    the report prints it, so its text prints at its own size. The legend sits in the last panel, or, with
+    legend_cols, under the panels in that many columns (many runs or long names would cover a narrow panel)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, height), squeeze=False)
     for ax, key, ylabel in zip(axes[0], keys, ylabels or keys):
         for i, (name, h) in enumerate(histories.items()):
             if h.get(key):
@@ -606,9 +712,14 @@ def plot_curves(histories: dict[str, dict], keys=("train_loss", "val_loss"), yla
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=7)
+            plain_log_ticks(ax.yaxis)
     fig.suptitle(title)
     fig.tight_layout()
+    if legend_cols is None:
+        axes[0][-1].legend(fontsize=8)
+    else:  # below the axes: the saved figure (tight bounding box) grows downwards, not wider
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0),
+                   ncol=legend_cols, fontsize=8, frameon=False, handlelength=2.2, columnspacing=1.2)
     return fig
 
 
@@ -658,7 +769,12 @@ def class_sources(cls: type) -> list[str]:
                if inspect.isfunction(f) and inspect.unwrap(f).__code__.co_filename != "<string>"]
     return [cls.__name__, *fields_, *map(inspect.getsource, written)]
 
+# %% [markdown]
+# Committed weights are loaded only if the code that defines the model is unchanged: `source_digest` hashes the
+# layer tree and the source of the classes and functions that build it. `final_config` returns the committed
+# configuration under `verify`, and this run's otherwise.
 
+# %%
 def source_digest(*objects) -> str:
     """SHA-256 of what defines a model: for a module, its layer tree (types, shapes, settings) and the code of each
     layer class defined in this notebook; for a function or a class, its source."""
@@ -689,7 +805,11 @@ def final_config(name: str, config: dict) -> dict:
         print(f"verify: the committed metrics have no checkpoint of {name!r}: it uses this run's configuration")
     return record["config"] if VERIFY and record is not None else config
 
+# %% [markdown]
+# `save_checkpoint` writes the weights atomically and records the file's SHA-256. `checkpoint_problem` says why a
+# committed file cannot be used: missing, wrong checksum, unreadable, another configuration, or changed code.
 
+# %%
 def save_checkpoint(name: str, state: dict, config: dict, digest: str) -> None:
     """Write final model `name`'s weights to CHECKPOINT_DIR and record the file in METRICS["checkpoints"]."""
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
@@ -724,7 +844,12 @@ def checkpoint_problem(path: Path, record: dict, digest: str) -> tuple[dict | No
         return None, "the code that defines the model changed since the weights were saved (its source digest differs)"
     return payload, ""
 
+# %% [markdown]
+# `load_checkpoint` and `train_or_load` decide whether a final model is trained or loaded: train and save, or under
+# `verify` load the committed weights, falling back to training at the quick budget, with a printed reason, when a
+# check fails.
 
+# %%
 def load_checkpoint(name: str, digest: str) -> dict | None:
     """verify: final model `name`'s committed weights (float32 again) once they check out; None after saying why
     not (the caller then trains the model with the quick profile's budget)."""
@@ -759,7 +884,11 @@ def train_or_load(name: str, model: nn.Module, config: dict, train, loaded: dict
     save_checkpoint(name, model.state_dict(), config, digest)
     return history
 
+# %% [markdown]
+# Under `verify`, `verify_against_committed` puts each reported test number beside the committed one and checks
+# it against `VERIFY_TOLERANCE`; in the other profiles it does nothing.
 
+# %%
 def dig(metrics: dict, path: tuple):
     for key in path:
         metrics = metrics[key]

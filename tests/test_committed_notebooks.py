@@ -1,4 +1,5 @@
 """Static checks of the committed notebooks: a clean full run whose numbers are the committed metrics."""
+import hashlib
 import json
 import re
 
@@ -87,3 +88,13 @@ def test_committed_run_sound(committed):
         # the conditional generator listens: the judge (trained on the training split) sees the class asked for
         rows = {r["generator"]: r for r in m["generative"]["rows"]}
         assert rows["DCGAN"]["label_agreement"] >= 0.9, "the conditional DCGAN's samples miss their class"
+
+
+def test_hw2_read_the_committed_hw1_metrics():
+    """Homework 2 quotes Homework 1's numbers from report/hw1_metrics.json and records that file's digest: a new
+    Homework 1 run must be followed by a Homework 2 run, or HW2's notebook and report quote stale numbers."""
+    hw1, hw2 = ROOT / "report" / "hw1_metrics.json", ROOT / "report" / "hw2_metrics.json"
+    source = json.loads(hw2.read_text())["hw1_source"]
+    digest = hashlib.sha256(hw1.read_bytes()).hexdigest()[:16]
+    assert source and digest in source, f"HW2 read Homework 1's metrics {source}, the committed file is {digest}: " \
+                                         "run homework 2 again"

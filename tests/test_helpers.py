@@ -114,6 +114,16 @@ def exercise(h, tmp_path) -> dict:
     out["fit"] = h["fit"](model, h["cross_entropy"], (X, y), (X, y), optimizer=torch.optim.SGD(model.parameters(), 0.1),
                           num_epochs=2, batch_size=8, generator=torch.Generator().manual_seed(0),
                           val_criterion=F.cross_entropy, metric_fn=h["accuracy"], verbose=False)
+    out["epoch_summary"] = h["epoch_summary"]("tiny", 2, out["fit"])
+    assert out["epoch_summary"].startswith("[tiny] epoch   2/2 | train ") and "| acc " in out["epoch_summary"]
+    assert "acc" not in h["epoch_summary"]("t", 1, {"epoch": [1], "train_loss": [0.5], "val_loss": [0.4],
+                                                     "val_metric": [float("nan")], "time_s": [1.0]})
+    out["train_epoch"] = h["train_epoch"](model, h["cross_entropy"], (X, y), optimizer=torch.optim.SGD(
+        model.parameters(), 0.0), batch_size=8, generator=torch.Generator().manual_seed(0))
+    assert abs(out["train_epoch"] - h["evaluate"](model, F.cross_entropy, X, y)["loss"]) < 1e-4  # lr 0: mean loss
+    a, b = {"m": 0.80, "m_sd": 0.01}, {"m": 0.83, "m_sd": 0.01}
+    out["within_noise"] = (h["within_noise"](a, b, "m"), h["within_noise"](a, {"m": 0.805, "m_sd": 0.0}, "m"))
+    assert out["within_noise"] == (False, True)
     out["train_classifier"] = h["train_classifier"](model, cfg, (X, y), (X, y), seed=0, verbose=False)
     out["ChannelsLast"] = h["ChannelsLast"]()(X[:2])
     out["CNNConfig"] = h["CNNConfig"](channels=(4, 8, 8))
@@ -129,6 +139,10 @@ def exercise(h, tmp_path) -> dict:
                                                   ("m",))
     fig = h["plot_curves"]({"run": out["fit"]}, keys=("train_loss", "val_metric"))
     out["plot_curves"] = fig
+    log_fig = h["plot_curves"]({"run": {"epoch": [1, 2, 3], "train_loss": [1e-5, 3e-3, 0.5]}}, keys=("train_loss",),
+                               logy=True, width=h["PRINT_WIDTH"]["half"])
+    log_fig.canvas.draw()
+    out["plain_log_ticks"] = [t.get_text() for t in log_fig.axes[0].get_yticklabels() if t.get_text()]
     out["plot_confusions"] = h["plot_confusions"]({"a": np.eye(3, dtype=int) + 1}, ["x", "y", "z"], "tiny")
     h["savefig"](fig, tmp_path / "figures" / "curves")
     out["savefig"] = sorted(p.name for p in (tmp_path / "figures").iterdir())
@@ -177,6 +191,8 @@ def test_helpers_compute_what_they_say(h, tmp_path):
     assert out["labels_digest"] == hashlib.sha256(b"314").hexdigest()
     assert out["seal_arrays"].read("m")[1] is not None and out["seal_test_split"].read("m")[0] is not None
     assert out["savefig"] == ["curves.pdf", "curves.png"]
+    assert out["plain_log_ticks"] and not any("$" in t or "^" in t for t in out["plain_log_ticks"])
+    assert out["plot_curves"].get_figwidth() == h["PRINT_WIDTH"]["full"]
     assert "a section" in out["section"]["wall_time_s"]
     assert out["progress"] == [0, 1, 2]
     assert out["to_builtin"] == {"a": 1.5, "b": [1, 2], "3": [4]}

@@ -13,6 +13,7 @@ a bar over the cells, labelled with the current section, and each section's elap
 """
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
@@ -49,7 +50,8 @@ def section_headings(nb) -> list[str]:
     heading, headings = "start", []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            titles = [ln.lstrip("#").strip() for ln in cell.source.split("\n") if ln.startswith(("## ", "### "))]
+            titles = [re.sub(r"\s*<a id=.*?</a>", "", ln).lstrip("#").strip()  # without the contents' anchors
+                      for ln in cell.source.split("\n") if ln.startswith(("## ", "### "))]
             heading = titles[-1] if titles else heading
         headings.append(heading)
     return headings
