@@ -23,10 +23,15 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def typst_inputs(metrics: Path, figures: Path) -> dict[str, str]:
+    """What a report reads from `sys.inputs`: its metrics file, its figure folder and the metrics' digest."""
+    return {"metrics": str(metrics.resolve()), "figures": str(figures.resolve()), "digest": digest(metrics)}
+
+
 def build(key: str, metrics: Path, figures: Path, out: Path) -> int:
     """Compile one report; return the page on which its body ends."""
     source = ROOT / "report" / f"{REPORTS[key]}.typ"
-    inputs = {"metrics": str(metrics.resolve()), "figures": str(figures.resolve()), "digest": digest(metrics)}
+    inputs = typst_inputs(metrics, figures)
     try:
         typst.compile(str(source), output=str(out), root="/", sys_inputs=inputs)
         body_end = json.loads(typst.query(str(source), "<body-end>", field="value", root="/", sys_inputs=inputs))

@@ -8,10 +8,8 @@ import sys
 
 import pytest
 from conftest import ROOT
-from figure_legibility import MIN_PT, FigureMissing, format_table, report_rows, text_sizes
+from figure_legibility import MIN_PT, REPORTS, FigureMissing, format_table, report_rows, text_sizes, typst_inputs
 from pypdf import PageObject, PdfReader, PdfWriter, Transformation
-
-REPORTS = {"hw1": "homework1_report", "hw2": "homework2_report"}
 
 
 def headline_numbers(key, m):
@@ -118,9 +116,7 @@ def typst_query(key, selector, **kwargs):
     """typst.query on a committed report with the inputs report/build.py gives it."""
     import typst
 
-    metrics = ROOT / "report" / f"{key}_metrics.json"
-    inputs = {"metrics": str(metrics), "figures": str(ROOT / "report" / "figures" / key),
-              "digest": hashlib.sha256(metrics.read_bytes()).hexdigest()}
+    inputs = typst_inputs(ROOT / "report" / f"{key}_metrics.json", ROOT / "report" / "figures" / key)
     return json.loads(typst.query(str(ROOT / "report" / f"{REPORTS[key]}.typ"), selector, root="/",
                                   sys_inputs=inputs, **kwargs))
 
