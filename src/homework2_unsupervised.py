@@ -1,10 +1,10 @@
 # %% [markdown] tags=["observation"]
 # # Homework 2 — Unsupervised deep learning
 #
-# **Headline results** (full profile, 2-core CPU, 1122.1 s in all): the convolutional autoencoder reconstructs
+# **Headline results** (full profile, 2-core CPU, 1885.4 s in all): the convolutional autoencoder reconstructs
 # test images with an MSE of **0.00814** per pixel at latent size 32 (validation 0.00824); the fine-tuned encoder
 # classifies them with **89.68%** accuracy (3-fold CV 89.05% ± 0.07%), behind Homework 1's CNN recipe trained
-# here on the same images for the same 3 epochs (92.32%); the VAE's test −ELBO is 240.95 nats per image; the
+# here on the same images for the same 3 epochs (92.32%); the VAE's test −ELBO is 237.29 nats per image; the
 # conditional DCGAN's samples are classified as the class asked for 0.9274 of the time (real images: 0.9076);
 # and the best generator by Fréchet distance in a classifier's features is the plain autoencoder sampled
 # through a Gaussian mixture fitted to its codes (4.45; two halves of the real validation images: 0.1051).
@@ -1084,8 +1084,8 @@ else:
 # with pruning and 0.02855 ± 0.00185 for random search: within the spread, not ranked. After 2 random start-up
 # trials TPE has only 4 guided trials per repeat, too few for its density model to learn; in the first repeat
 # nothing beat its first trial. There, pruning stopped two failed trials after one epoch, close to the pixel
-# variance (0.1245) that a constant image scores. Pruning cut the mean epochs from 18 to 13.67 but not the mean
-# wall time (13.7 s per repeat against 13.4 s for random search); a likely reason, not measured, is that an
+# variance (0.1245) that a constant image scores. Pruning cut the mean epochs from 18 to 13.67 but the mean wall
+# time far less (12.9 s per repeat against 13.8 s for random search); a likely reason, not measured, is that an
 # epoch's cost depends on the width each trial draws. Two best values sit at a range's end: TPE's weight decay of
 # 1.61e-06 at the bottom (an underfitting model wants almost none) and one random repeat's learning rate of 0.0289
 # at the top, a hint that short runs favour rates beyond the range. The overall best, used by the final
@@ -1352,10 +1352,10 @@ savefig(fig, FIGURE_DIR / "finetune_learning_speed")
 # linear probe reaches only 0.815: the frozen code is only partly linearly separable. Homework 1's CNN recipe is
 # better at every epoch, 0.931 after the same 3 (all curves still rise). Parameters do not explain it (87106
 # against 69834); the architecture does: its five 3×3 convolutions, four at 28×28 or 14×14, against the encoder's
-# two strided ones and 32-number code, make it far slower per image (1281 against 12997 samples/s in this run),
+# two strided ones and 32-number code, make it far slower per image (1353 against 13069 samples/s in this run),
 # and without dropout it reaches a lower training loss (0.6558 against 0.7366). As scratch matches fine-tuning, the
-# gap is architectural. Per second the encoder classifiers lead: fine-tuning ends all 3 epochs (11.9 s) above the
-# CNN's first-epoch accuracy (0.9026) well before that first epoch ends (39.1 s). Section 4.2 tests whether
+# gap is architectural. Per second the encoder classifiers lead: fine-tuning ends all 3 epochs (11.8 s) above the
+# CNN's first-epoch accuracy (0.9026) well before that first epoch ends (36.4 s). Section 4.2 tests whether
 # pretraining pays with few labels.
 
 # %% [markdown]
@@ -2100,23 +2100,28 @@ savefig(fig, FIGURE_DIR / "vae_beta_samples")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** The longer budget still pays, slowly: the main VAE's validation −ELBO falls from 245.10 after
-# epoch 6 to 239.70 after epoch 24, and by little after epoch 21 (239.86). The gain is in the
-# reconstruction term (270.89 after epoch 1, 222.54 at the end); the KL term hovers between 16.50 and 17.87 after
-# the first epoch, all 16 units stay active, and validation follows training, so there is no sign of overfitting
-# or posterior collapse. The model ends 51.38 nats above the reconstruction floor.
+# **Observation.** The longer budget still pays, slowly: the main VAE, now trained for 32 epochs, lowers its
+# validation −ELBO from 242.34 after epoch 6 to 236.15 after epoch 32, with bumps on the way (248.91 after
+# epoch 4, 243.95 after epoch 9). It gains under a nat after epoch 24 (236.77), and the curve barely moves over
+# the last four epochs (236.23 after epoch 28). The gain is in the reconstruction term (255.20 after epoch 1,
+# 219.17 at the end); the KL term hovers between 15.88 and 17.95 after the first epoch, all 16 units stay
+# active, and validation follows training, so there is no sign of overfitting or posterior collapse. The model
+# ends 47.83 nats above the reconstruction floor.
 #
 # β trades reconstruction against the KL term as the objective predicts: from β = 0.25 to 1 to 4 the
-# reconstruction term rises (228.6, 237.6, 258.4 nats), the KL term falls (32.55, 17.17, 6.636) and the
-# reconstructions' pixel MSE rises (0.01559, 0.01765, 0.02438). The true bound is lowest for β = 1 (254.7 against
-# 261.2 and 265.1), the only one trained on it. These are single runs on 15 000 images for 4 epochs, which likely
-# explains why all lie above the main VAE's 239.70 (248.76 after its own 4th epoch). All 16 dimensions count as
-# active even at β = 4, but the criterion is lenient: 6.636 nats of KL over 16 dimensions is well under one nat per
-# dimension on average. Prior samples (same codes) grow smoother and blurrier with β, and more fragmented at
-# β = 0.25; β = 4 gives no visibly better samples, contrary to the expectation above.
+# reconstruction term rises (221.4, 231.5, 252.3 nats), the KL term falls (31.58, 16.07, 6.525) and the
+# reconstructions' pixel MSE rises (0.01276, 0.01535, 0.02224). The true bound is lowest for β = 1 (247.5 against
+# 253 and 258.8), the only one trained on it. These are single runs on 15 000 images for 4 epochs, which likely
+# explains why all lie above the main VAE's 236.15. After its own 4th epoch the main VAE stood at 248.91, above
+# β = 1's 247.5, but it was then early in a 32-epoch cosine schedule, while the β runs end theirs at epoch 4.
+# All 16 dimensions count as active even at β = 4, but the criterion is lenient: 6.525 nats of KL over 16
+# dimensions is well under one nat per dimension on average. Prior samples (same codes) grow smoother and
+# blurrier with β, and more fragmented at β = 0.25. Whether β = 4's samples are better, as expected above, is a
+# visual judgement on ten codes of one run; no number here scores it.
 #
-# The 2-D VAE's worse bound (269.16) buys a map where trousers, tops and footwear occupy separate regions; it
-# trained 3 epochs against the main VAE's 24, so the gap mixes latent size and budget.
+# The 2-D VAE's worse bound (264.17 against 236.15) buys a map where trousers, tops and footwear occupy separate
+# regions; it trained 3 epochs against the main VAE's 32, so the gap mixes latent size and budget. The main VAE
+# already stood at 246.82 after its own 3rd epoch, mid-schedule, so most of the gap is likely latent size.
 
 # %% [markdown]
 # ### 6.4 Clustering the codes <a id="sec-6-4"></a>
@@ -2824,17 +2829,19 @@ savefig(fig, FIGURE_DIR / "generator_samples")
 
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Each generator is scored on 5000 images, and no two 95% intervals overlap, so every step of the
-# ranking is separated: real images (0.1051, below its own interval, likely because resampling duplicates images)
-# < AE + GMM (10) (4.448) < DCGAN (7.694) < AE + Gaussian (9.144) < VAE prior (12.66) < CVAE prior (15.3) <
-# β-VAEs, worse as β grows (they trained on 15,000 images for 4 epochs) < AE + N(0, I) (66.52). The VAE now
-# trains 24 epochs against the CVAE's 4, the likely reason it leads; the two are not compared at equal budget.
-# Precision and recall separate the failures. The GMM sampler is the most realistic (precision 0.837). The single
-# Gaussian covers more of the data (recall 0.6592) but produces off-manifold blends (precision 0.402, the lowest).
-# Because the plain autoencoder's codes do not follow N(0, I), those decodes are dark smudges (recall 0.0014). The
-# DCGAN's label agreement (0.9274) exceeds the judge's accuracy on real images (0.9076). The auxiliary classifier
-# rewards easily classified images, which fits its low recall (0.301). The CVAE often ignores its label (0.5996).
-# The intervals cover sampling noise only: each generator trained once.
+# **Observation.** Each generator is scored on 5000 images. Only the 95% intervals of AE + Gaussian (9.144, 8.763 to
+# 9.811) and VAE prior (9.378, 8.832 to 10.05) overlap, so those two are not ranked; every other step is separated:
+# real images (0.1051, below its own interval, likely because resampling duplicates images) < AE + GMM (10)
+# (4.448) < DCGAN (7.694) < AE + Gaussian and VAE prior (within noise) < CVAE prior (15.04) < β-VAEs, worse as β
+# grows (they trained on 15,000 images for 4 epochs) < AE + N(0, I) (66.52). The VAE trains 32 epochs against the
+# CVAE's 4, the likely reason it leads the CVAE; the two are not compared at equal budget. Precision and recall
+# separate the failures. The GMM sampler is the most realistic (precision 0.837). The single Gaussian covers more
+# of the data (recall 0.6592) but produces off-manifold blends (precision 0.402, the lowest). The VAE prior, within
+# noise of it in distance, trades the other way: precision 0.7136, recall 0.4982. Because the plain autoencoder's
+# codes do not follow N(0, I), those decodes are dark smudges (recall 0.0014). The DCGAN's label agreement (0.9274)
+# exceeds the judge's accuracy on real images (0.9076). The auxiliary classifier rewards easily classified images,
+# which fits its low recall (0.301). The judge sees the requested class in only 0.5576 of the CVAE's images, so the
+# CVAE likely often ignores its label. The intervals cover sampling noise only: each generator trained once.
 
 # %% [markdown]
 # ## 8. Final evaluation on the test set <a id="sec-8"></a>
@@ -3019,14 +3026,14 @@ METRICS["finetune"]["per_class_f1"] = per_class_rows
 
 # %% [markdown] tags=["observation"]
 # **Observation.** These test numbers are reported once. The autoencoder's test MSE (0.00814) matches its
-# validation MSE (0.00824), and the VAE's test −ELBO (240.95 nats) is close to its validation 239.70. The VAE is
-# now about 4 nats below the CVAE (244.65), as on validation (239.70 against 243.45), although the label could save
-# the CVAE up to ln 10 nats; the VAE trained 24 epochs against the CVAE's 4, which likely explains the order. These
-# are single runs, so the gap is not separated. The fine-tuned encoder reaches 89.68% against 92.32% for Homework
-# 1's CNN recipe trained here for the same 3 epochs. Validation gave the same order, and the gap dwarfs the
-# fine-tuning recipe's CV spread (89.05% ± 0.07%). The recipe is larger (87106 against 69834 parameters) and slower
-# (130.4 s against 76.1 s with pretraining). Homework 1's CNN (0.9364, 15 epochs) and MLP (0.9118) also beat the
-# fine-tuned encoder. Its F1 is the lowest of the three classifiers in all ten classes, by most for upper-body
+# validation MSE (0.00824), and the VAE's test −ELBO (237.29 nats) is close to its validation 236.15. The VAE is
+# less than 3 nats below the CVAE (239.87), as on validation (236.15 against 238.65), although the label could
+# save the CVAE up to ln 10 nats; the VAE trained 32 epochs against the CVAE's 4, which likely explains the order.
+# These are single runs, so the gap is not separated. The fine-tuned encoder reaches 89.68% against 92.32% for
+# Homework 1's CNN recipe trained here for the same 3 epochs. Validation gave the same order, and the gap dwarfs
+# the fine-tuning recipe's CV spread (89.05% ± 0.07%). The recipe is larger (87106 against 69834 parameters) and
+# slower (122 s against 71.9 s with pretraining). Homework 1's CNN (0.9364, 15 epochs) and MLP (0.9118) also beat
+# the fine-tuned encoder. Its F1 is the lowest of the three classifiers in all ten classes, by most for upper-body
 # garments (Shirt 0.7007 against 0.7662 and 0.806; Coat 0.8206; Pullover 0.8323), where shirts go to T-shirt/top,
 # pullover and coat. Reconstruction pretraining likely keeps silhouettes but not fine details such as collars, and
 # 3 epochs of fine-tuning do not recover them.
