@@ -2310,6 +2310,17 @@ fig = plot_image_rows({name: decode_all(cvae, z, torch.full((8,), c, device=devi
                       "CVAE: the same 8 codes decoded with each class label (rows)")
 savefig(fig, FIGURE_DIR / "cvae_samples")
 
+# %% [markdown] tags=["observation"]
+# **Observation.** After its 4 epochs the conditional VAE reaches a validation −ELBO of 238.65 nats, against the
+# VAE's 236.15 after 32; one run each at different budgets, so the order says nothing about conditioning itself.
+# Its KL term is 14.58 nats against the VAE's 16.98: the code spends about 2 nats less, close to the ln 10 nats of
+# information in the label of ten balanced classes, which fits a code that no longer has to say which garment it is.
+# Its reconstruction term is the larger (224.07 against 219.17), likely the shorter training. In the figure the
+# label clearly steers trousers, footwear and bags, whose rows take their class's shape for most codes, while the
+# five upper-body rows (T-shirt/top, pullover, dress, coat, shirt) decode a given code to nearly the same garment,
+# and a few codes keep their own shape whatever the label. Section 7.3 measures this: the judge recognises the
+# requested class in only 0.5576 of the CVAE's samples.
+
 # %% [markdown]
 # ### 7.2 A conditional DCGAN <a id="sec-7-2"></a>
 # A generative adversarial network (Goodfellow et al., 2014) in the DCGAN layout (Radford et al., 2016), made
