@@ -2880,7 +2880,8 @@ savefig(fig, FIGURE_DIR / "generator_samples")
 # each scale (`decoder_blocks=1`). It trains with the autoencoders' recipe for `cifar_epochs` epochs on the first
 # `n_cifar` of 45 000 training images; 5 000 stratified training images are held out for validation, and the test
 # part is sealed at once and read once, in section 8. `load_cifar10` is shared with Homework 1's appendix B; without
-# CIFAR-10 this section says so and is skipped.
+# CIFAR-10 this section says so and is skipped. The cell prints where the copy came from: the course's copy is
+# JPEG-recompressed, a torchvision download is the original.
 #
 # Two baselines put the error in context. PCA with `CIFAR_LATENT` components, fitted on the same training images, is
 # the best *linear* code of that size under squared error; the mean training image is the best constant. Errors are
@@ -2926,6 +2927,8 @@ else:
         cifar_recon = {"autoencoder": predict(cifar_ae, Xc_val),
                        "PCA": torch.from_numpy(pca_recon).float().reshape(Xc_val.shape).to(device),
                        "mean image": Xc_train.mean(0, keepdim=True).expand_as(Xc_val)}
+    print(f"CIFAR-10: {cifar.get('provenance', 'no provenance recorded')}; {len(Xc_train)} training and "
+          f"{len(Xc_val)} validation images")
     cifar_rows = [reconstruction_row(f"CIFAR-10 {name}", CIFAR_LATENT if name != "mean image" else 0, Xc_val, X_hat)
                   for name, X_hat in cifar_recon.items()]
     cifar_rows.append(reconstruction_row("FashionMNIST final autoencoder", final_ae_cfg.latent, X_val,
@@ -2940,7 +2943,7 @@ else:
     METRICS["cifar_ae"] = {"config": asdict(cifar_ae_cfg) | asdict(cifar_ae_train), "rows": cifar_rows,
                            "n_train": len(Xc_train), "n_val": len(Xc_val), "params": count_parameters(cifar_ae),
                            "wall_s": cifar_history["wall_s"], "samples_per_s": cifar_history["samples_per_s"],
-                           "provenance": str(cifar.get("provenance", "CIFAR-10 (no provenance recorded)"))}
+                           "provenance": str(cifar.get("provenance", "no provenance recorded"))}
 
 # %% [markdown]
 # ## 8. Final evaluation on the test set <a id="sec-8"></a>
