@@ -2932,6 +2932,13 @@ else:
         cifar_recon = {"autoencoder": predict(cifar_ae, Xc_val),
                        "PCA": torch.from_numpy(pca_recon).float().reshape(Xc_val.shape).to(device),
                        "mean image": Xc_train.mean(0, keepdim=True).expand_as(Xc_val)}
+
+# %% [markdown]
+# The three reconstructions of the validation images are scored with the same function, beside the FashionMNIST
+# final autoencoder's; the figure shows one validation image per class.
+
+# %%
+if cifar is not None:
     print(f"CIFAR-10: {cifar.get('provenance', 'no provenance recorded')}; {len(Xc_train)} training and "
           f"{len(Xc_val)} validation images")
     cifar_rows = [reconstruction_row(f"CIFAR-10 {name}", CIFAR_LATENT if name != "mean image" else 0, Xc_val, X_hat)
@@ -3012,7 +3019,11 @@ print(f"final autoencoder (latent {final_ae_cfg.latent}): test MSE {final_ae_tes
       f"(validation {final_ae_history['val_loss'][-1]:.5f})")
 METRICS["final_ae"]["test_mse"] = final_ae_test_mse
 
+# %% [markdown]
+# CIFAR-10's own test set is read here once, by the CIFAR-10 autoencoder of 7.4, and the metrics record the log of
+# both seals: which final models read which test set.
 
+# %%
 def read_cifar_test_mse(model) -> float:
     """The CIFAR-10 autoencoder's single read of its own test set (section 7.4): the MSE, no image kept."""
     X = cifar_tensor(cifar_test.read("CIFAR-10 autoencoder")[0])
