@@ -238,6 +238,43 @@ def seal_test_split(data: dict, name: str, final_models: tuple[str, ...]) -> Sea
 
 
 # %% [markdown]
+# **CIFAR-10**, for the parts beyond the homeworks (Homework 1's appendix B, Homework 2's section 7.4):
+# `load_cifar10` reads `DATA_DIR/cifar10.npz` (uint8 arrays `x_train`, `y_train`, `x_test`, `y_test`, optionally a
+# `provenance` note). If the file is missing it downloads CIFAR-10 with torchvision and writes that cache; without
+# either it returns `None` and says why, and the caller carries on without CIFAR-10. A file of the wrong shape stops
+# with the fix.
+
+# %%
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def load_cifar10(path: Path) -> dict | None:
+    fix = f"Fix: delete {path} and run again (it is rebuilt from a torchvision download), or write it anew."
+    if not path.exists():
+        try:
+            import torchvision
+            sets = [torchvision.datasets.CIFAR10(str(path.parent / "cifar-10"), train=t, download=True)
+                    for t in (True, False)]
+            np.savez(path, x_train=sets[0].data, y_train=np.array(sets[0].targets, np.uint8), x_test=sets[1].data,
+                     y_test=np.array(sets[1].targets, np.uint8),
+                     provenance=np.array("CIFAR-10 downloaded by torchvision"))
+        except Exception as err:  # no torchvision or no network
+            print(f"CIFAR-10 not available: {path} is missing and the download failed ({type(err).__name__}).")
+            return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: cannot be read ({err}). {fix}") from None
+    expected = {"x_train": (50000, 32, 32, 3), "y_train": (50000,), "x_test": (10000, 32, 32, 3), "y_test": (10000,)}
+    for key, shape in expected.items():
+        if key not in data or data[key].shape != shape:
+            found = data[key].shape if key in data else "missing"
+            raise ValueError(f"{path}: {key} is {found}, expected {shape}. {fix}")
+    return data
+
+
+# %% [markdown]
 # Data stay in memory as tensors on the device; a batch is a slice of a `torch.randperm` permutation drawn
 # from an explicit generator, so batch order is reproducible and no `DataLoader` worker is needed.
 

@@ -161,6 +161,7 @@ def exercise(h, tmp_path) -> dict:
     for name in ("idx_bytes", "read_idx", "idx_path", "download_verified", "fetch_idx_files", "find_fashion_dir",
                  "load_fashion_mnist"):
         out[name] = "tested in test_download.py / test_bad_input.py"
+    out["load_cifar10"] = "tested in test_load_cifar10 below"
     return out
 
 
@@ -285,3 +286,24 @@ def test_every_source_compiles():
     sources = [*(ROOT / "src").glob("*.py"), *(ROOT / "tools").glob("*.py"), ROOT / "report" / "build.py"]
     for path in sources:
         py_compile.compile(str(path), doraise=True, cfile=str(ROOT / "build" / "pycache" / (path.name + "c")))
+
+
+def test_load_cifar10(h, tmp_path, monkeypatch, capsys):
+    """CIFAR-10 is optional: a missing file that cannot be downloaded gives None and a message; a broken or
+    wrongly shaped file raises an error that names the file and the fix; a well-formed file loads."""
+    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # no download: the import fails
+    assert h["load_cifar10"](tmp_path / "absent.npz") is None
+    assert "absent.npz is missing" in capsys.readouterr().out
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"broken\.npz: cannot be read.*Fix: delete"):
+        h["load_cifar10"](broken)
+    small = tmp_path / "small.npz"
+    np.savez(small, x_train=np.zeros((10, 32, 32, 3), np.uint8), y_train=np.zeros(10, np.uint8))
+    with pytest.raises(ValueError, match=r"small\.npz: x_train is \(10, 32, 32, 3\), expected"):
+        h["load_cifar10"](small)
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, x_train=np.zeros((50000, 32, 32, 3), np.uint8), y_train=np.zeros(50000, np.uint8),
+                        x_test=np.zeros((10000, 32, 32, 3), np.uint8), y_test=np.zeros(10000, np.uint8))
+    data = h["load_cifar10"](good)
+    assert data["x_test"].shape == (10000, 32, 32, 3) and data["y_train"].shape == (50000,)

@@ -2,7 +2,7 @@
 import math
 
 import pytest
-from conftest import assert_clean_run, notebook_outputs_text
+from conftest import ROOT, assert_clean_run, notebook_outputs_text
 
 FIGURES = ["classifier_confusions",
            "fashion_examples", "ae_learning_curves", "ae_reconstructions", "dae_gaussian", "dae_masking",
@@ -147,3 +147,21 @@ def test_gan_trained_and_scored(hw2):
     for name in ("DCGAN", "CVAE prior", "real (other half)"):  # computed from samples, against the class asked for
         assert 0 <= rows[name]["label_agreement"] <= 1
     assert is_number(gan["final_d_loss"]) and is_number(gan["final_g_loss"])
+
+
+def test_cifar_autoencoder(hw2):
+    """Section 7.4 runs where CIFAR-10 is (`data/cifar10.npz`, from the course's copy) and says so where it is not."""
+    nb, m, figures = hw2
+    reads = m["test_reads"]
+    if not (ROOT / "data" / "cifar10.npz").exists():
+        assert "cifar_ae" not in m and "CIFAR-10" not in reads
+        assert "CIFAR-10 is not here, so this section is skipped" in notebook_outputs_text(nb)
+        return
+    c = m["cifar_ae"]
+    rows = {r["method"]: r for r in c["rows"]}
+    ae, mean = rows["CIFAR-10 autoencoder"], rows["CIFAR-10 mean image"]
+    assert 0 < ae["val_mse"] < mean["val_mse"], "the autoencoder does not beat the mean image"
+    assert all(abs(r["psnr_db"] - 10 * math.log10(1 / r["val_mse"])) < 1e-9 for r in rows.values())
+    assert 0 < c["test_mse"] < mean["val_mse"] and c["config"]["image_shape"] == [3, 32, 32]
+    assert reads["CIFAR-10"]["log"] == ["CIFAR-10 autoencoder"]
+    assert (figures / "cifar_reconstructions.png").stat().st_size > 1000
