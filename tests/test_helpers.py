@@ -4,6 +4,7 @@ import ast
 import hashlib
 import json
 import math
+import sys
 
 import nbformat
 import numpy as np
@@ -291,7 +292,7 @@ def test_every_source_compiles():
 def test_load_cifar10(h, tmp_path, monkeypatch, capsys):
     """CIFAR-10 is optional: a missing file that cannot be downloaded gives None and a message; a broken or
     wrongly shaped file raises an error that names the file and the fix; a well-formed file loads."""
-    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # no download: the import fails
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # no download: the import fails
     assert h["load_cifar10"](tmp_path / "absent.npz") is None
     assert "absent.npz is missing" in capsys.readouterr().out
     broken = tmp_path / "broken.npz"
