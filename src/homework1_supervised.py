@@ -213,8 +213,8 @@ PROFILES = {
     "full": dict(n_val=10000, reg_family=6, reg_steps=600, reg_folds=4, reg_random_trials=6, reg_search_steps=1000,
                  reg_search_seeds=1, reg_ensemble=5,
                  n_compare=5000, compare_epochs=15, compare_seeds=3, n_search=10000, search_folds=3, search_epochs=6,
-                 random_trials=8, mlp_epochs=20, n_cnn_compare=8000, cnn_compare_epochs=5, cnn_epochs=15,
-                 n_final=50000, actmax_steps=300, n_probe=2000, n_cnn_cv=12000, cnn_cv_folds=3, cnn_cv_epochs=15,
+                 random_trials=8, mlp_epochs=20, n_cnn_compare=8000, cnn_compare_epochs=5, cnn_epochs=30,
+                 n_final=50000, actmax_steps=300, n_probe=2000, n_cnn_cv=12000, cnn_cv_folds=3, cnn_cv_epochs=20,
                  # appendices
                  np_n_train=45000, np_hidden=(512, 256), np_tune_epochs=2,
                  np_ablation_n=15000, np_ablation_epochs=6, np_epochs=10, deep_depth=20, deep_epochs=4, wine_epochs=200,
@@ -1734,8 +1734,8 @@ savefig(fig, FIGURE_DIR / "cnn_design")
 # `cnn_compare_epochs` times, too few for the network to memorise it, and augmentation only pays against
 # memorisation. So two final candidates, the ladder's winner and the augmented recipe (or, if augmentation won,
 # the runner-up), go through stratified `cnn_cv_folds`-fold cross-validation: `n_cnn_cv` images of the training
-# split, `cnn_cv_epochs` epochs, three times the ladder's, on each fold's training part. Fold $j$'s model starts
-# from the seed `SEED + j` for both candidates (common random numbers, as in 3.2), so their difference on a fold
+# split, `cnn_cv_epochs` epochs (four times the ladder's in the full profile), on each fold's training part. Fold
+# $j$'s model starts from the seed `SEED + j` for both candidates (common random numbers, as in 3.2), so their difference on a fold
 # is the recipe's, not the initialisation's. The candidate with the higher mean CV accuracy becomes the final
 # recipe. The CV accuracy estimates each recipe at this budget, not the final model, which trains on the whole
 # training split for `cnn_epochs` epochs. Beside it, the table repeats each candidate's ladder accuracy, so
