@@ -408,7 +408,7 @@ METRICS["appendix"]["B"].update({
 # epochs); removing L2 or the learning-rate decay changes accuracy by under a point, which a seed could reverse
 # (without L2 0.4742, without decay 0.4648, one run each), so they are not ranked. The final network takes the top
 # run's settings, hence no L2, on a margin within that noise. This 512-256 network reaches **53.23%** test
-# accuracy (validation 53.70%), above the assignment's 42% and our 50% target, in pure NumPy at 7622 samples/s.
+# accuracy (validation 53.70%), above the assignment's 42% and our 50% target, in pure NumPy at 6577 samples/s.
 # Its validation loss is lowest at epoch 6 (1.4108) and rises to 1.4541 while the training loss keeps falling to
 # 0.6329, although validation accuracy is still at its best in the last epoch: the MLP starts to overfit
 # CIFAR-10, likely by growing over-confident, and more regularization or augmentation is the next thing to try.

@@ -54,7 +54,14 @@ def test_metrics_schema(hw1):
     assert len(m["mlp"]["optimizers"]) == 6 and len(m["mlp"]["regularizers"]) == 13
     for row in m["mlp"]["optimizers"] + m["mlp"]["regularizers"]:  # ranked comparisons run over several seeds
         assert row["seeds"] == 2 and 0 <= row["best_val_acc_sd"] < 0.5
-    assert isinstance(m["cnn"]["flip_tta"], bool) and 0 < m["cnn"]["val_acc"] <= 1
+    assert isinstance(m["cnn"]["flip_tta"], bool) and 0 < m["cnn"]["val_acc"] <= 1 and 0 < m["mlp"]["val_acc"] <= 1
+    # the CNN's final candidates: the ladder's winner and the augmented recipe, cross-validated on common folds
+    cv = m["cnn_cv"]
+    assert len(cv["rows"]) == 2 and len({r["run"] for r in cv["rows"]}) == 2
+    assert m["cnn"]["variant"] == cv["rows"][0]["run"] and cv["rows"][0]["cv_acc"] >= cv["rows"][1]["cv_acc"]
+    assert {m["cnn"]["design_rows"][0]["run"], "+ augmentation"} <= {r["run"] for r in cv["rows"]}
+    assert all(len(r["fold_acc"]) == cv["folds"] for r in cv["rows"]) and len(cv["fold_gain"]) == cv["folds"]
+    assert m["cnn"]["n_train_final"] == m["mlp"]["n_train_final"] <= 50_000  # the validation split stays out
     assert m["environment"]["torch"] and m["environment"]["cpu_threads"] >= 1
 
 

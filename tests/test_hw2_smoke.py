@@ -33,13 +33,15 @@ def test_metrics_schema(hw2):
     assert m["profile"] == "smoke" and isinstance(m["seed"], int)
     assert m["wall_time_s"]["total"] > 0 and all(is_number(v) and v >= 0 for v in m["wall_time_s"].values())
     for section in ("data", "1.2 latent-size sweep", "1.3 denoising autoencoder", "3 final autoencoder",
-                    "4.1 classifiers, all labels", "5 latent space", "6.1 VAE", "7.2 DCGAN", "7.3 generator scores",
-                    "8 final evaluation"):
+                    "3 autoencoder cross-validation", "4.1 classifiers, all labels", "5 latent space", "6.1 VAE",
+                    "7.2 DCGAN", "7.3 generator scores", "8 final evaluation"):
         assert section in m["wall_time_s"], section
     assert [r["latent"] for r in m["ae"]["sweep"]] == [2, 8, 16, 32, 64]
     for r in m["ae"]["sweep"]:
         assert "test_mse" not in r and 0 < r["val_mse"] < 0.2 and r["params"] > 1000  # not final models
     assert 0 < m["final_ae"]["test_mse"] < 0.2 and m["final_ae"]["config"]["latent"] == 32
+    cv = m["final_ae"]["cv"]  # the final recipe, cross-validated on the training split
+    assert len(cv["scores"]) == cv["folds"] >= 2 and all(0 < s < 0.2 for s in cv["scores"])
     assert len(m["dae"]["val"]) == 8 and all(r["noisy_input"] > 0 for r in m["dae"]["val"]) and "test" not in m["dae"]
     assert len(m["ae_compare"]) == 10 and all(is_number(r["final_val_mse"]) for r in m["ae_compare"])
     assert {r["search"] for r in m["search"]["rows"]} == {"tpe + pruning", "random"}

@@ -47,10 +47,40 @@ def test_smoke_run_saves_its_final_models(smoke_run, key):
     assert set(records) == expected
 
 
+# The sections that run before any final model, so that a verify run (smoke budgets, the same seed) repeats them
+# exactly: the same-seed determinism check. Timing entries are left out.
+UPSTREAM = {"hw1": ("regression", "mlp.cv_acc", "mlp.search", "mlp.optimizers", "mlp.regularizers", "mlp.best_config",
+                    "cnn.design_rows", "cnn_cv", "appendix.A"),
+            "hw2": ("ae.sweep", "dae", "ae_compare", "search.rows", "search.repeat_rows", "search.best_params",
+                    "final_ae.cv")}
+TIMING_WORDS = ("wall", "per_s", "time", "seconds", "gflop")
+
+
+def leaves(value, path=""):
+    """(path, value) for every non-timing leaf of a metrics entry."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() if not any(w in k for w in TIMING_WORDS)
+                for leaf in leaves(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in leaves(v, f"{path}[{i}]")]
+    return [(path, value)]
+
+
+def upstream_leaves(metrics: dict, key: str) -> dict:
+    found = {}
+    for dotted in UPSTREAM[key]:
+        entry = metrics
+        for part in dotted.split("."):
+            entry = entry[part]
+        found.update(leaves(entry, dotted))
+    return found
+
+
 @pytest.mark.parametrize("key", sorted(NOTEBOOKS))
 def test_verify_reproduces_the_smoke_run(smoke_run, key, tmp_path):
     """verify against the smoke run's metrics and weights, one file truncated: every other final model's test
-    number agrees within the tolerance; the truncated one is named, with what differs, and trained again."""
+    number agrees within the tolerance; the truncated one is named, with what differs, and trained again. The
+    sections before the final models run again with the same seed and threads, and give identical numbers."""
     smoke_dir = smoke_run[key][2].parent.parent
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(smoke_dir / "checkpoints" / key, checkpoints)
@@ -59,8 +89,14 @@ def test_verify_reproduces_the_smoke_run(smoke_run, key, tmp_path):
     broken.write_bytes(broken.read_bytes()[:1000])
     out = tmp_path / "verify"
     proc = run_verify(key, out, {"HW_VERIFY_METRICS": str(smoke_dir / f"{key}_metrics.json"),
-                                 "HW_VERIFY_CHECKPOINTS": str(checkpoints)})
+                                 "HW_VERIFY_CHECKPOINTS": str(checkpoints),
+                                 "HW_THREADS": str(smoke_metrics["environment"]["cpu_threads"])})
     assert proc.returncode == 0, proc.stderr[-4000:]
+    again = upstream_leaves(json.loads((out / f"{key}_metrics.json").read_text()), key)
+    first = upstream_leaves(smoke_metrics, key)
+    assert len(first) > 20 and again.keys() == first.keys()
+    differ = [(p, first[p], again[p]) for p in first if first[p] != again[p] and first[p] == first[p]]  # NaN = NaN
+    assert not differ, f"same seed, different numbers: {differ[:5]}"
     rows = verify_rows(out, key)
     for name, row in rows.items():
         if name == CORRUPTED[key]:

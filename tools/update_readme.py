@@ -32,10 +32,16 @@ def hw1_rows(m: dict) -> list[str]:
         *([f"| HW1 regression network ensemble, course file | CV MSE "
            f"{next(r for r in reg['course']['methods'] if r['method'] == 'network')['cv_mse']:.4f} "
            f"| test MSE {reg['course']['test']['network ensemble']['test_mse']:.4f} | — |"] if "course" in reg else []),
-        f"| HW1 FashionMNIST MLP {tuple(mlp['best_config']['hidden'])} | CV acc {pct(mlp['cv_acc']['mean'])} "
-        f"± {pct(mlp['cv_acc']['std'])} | test acc **{pct(mlp['test_acc'])}** | {mlp['samples_per_s']:,.0f} |",
-        f"| HW1 FashionMNIST CNN {tuple(cnn['config']['channels'])} | val acc {pct(cnn['val_acc'])} "
-        f"| test acc **{pct(cnn['test_acc'])}** | {cnn['samples_per_s']:,.0f} |",
+        f"| HW1 FashionMNIST MLP {tuple(mlp['best_config']['hidden'])} | "
+        + (f"val acc {pct(mlp['val_acc'])} (search " if "val_acc" in mlp else "")
+        + f"CV acc {pct(mlp['cv_acc']['mean'])} ± {pct(mlp['cv_acc']['std'])}{')' if 'val_acc' in mlp else ''} "
+        f"| test acc **{pct(mlp['test_acc'])}** | {mlp['samples_per_s']:,.0f} |",
+        f"| HW1 FashionMNIST CNN {tuple(cnn['config']['channels'])}"
+        + (f", {cnn['variant']}{' + flip TTA' if cnn['flip_tta'] else ''}" if "variant" in cnn else "")
+        + f" | val acc {pct(cnn['val_acc'])}"
+        + (f" (recipe CV acc {pct(m['cnn_cv']['rows'][0]['cv_acc'])} ± {pct(m['cnn_cv']['rows'][0]['cv_std'])})"
+           if "cnn_cv" in m else "")
+        + f" | test acc **{pct(cnn['test_acc'])}** | {cnn['samples_per_s']:,.0f} |",
     ]
     if "appendix" in m:  # metrics written before the appendices existed have no row for them
         b = m["appendix"]["B"]
@@ -48,8 +54,9 @@ def hw2_rows(m: dict) -> list[str]:
     ae, ft, vae = m["final_ae"], m["finetune"], m["vae"]
     tuned = next(r for r in ft["all_labels"] if r["mode"] == "fine-tune")
     rows = [
-        f"| HW2 conv. autoencoder, latent {ae['config']['latent']} | val MSE {ae['val_mse']:.5f} "
-        f"| test MSE **{ae['test_mse']:.5f}** | {ae['samples_per_s']:,.0f} |",
+        f"| HW2 conv. autoencoder, latent {ae['config']['latent']} | val MSE {ae['val_mse']:.5f}"
+        + (f" ({ae['cv']['folds']}-fold CV {ae['cv']['mean']:.5f} ± {ae['cv']['std']:.5f})" if "cv" in ae else "")
+        + f" | test MSE **{ae['test_mse']:.5f}** | {ae['samples_per_s']:,.0f} |",
         f"| HW2 fine-tuned encoder classifier | {ft['cv']['folds']}-fold CV acc {pct(ft['cv']['mean'])} "
         f"± {pct(ft['cv']['std'])} | test acc **{pct(ft['test_acc']['fine-tune'])}** | {tuned['samples_per_s']:,.0f} |",
         f"| HW2 VAE, latent {vae['config']['latent']} (−ELBO, nats per image) | val {vae['val']['neg_elbo']:.2f} "
