@@ -29,8 +29,8 @@
 # collected in the metrics file (`report/hw1_metrics.json` by default in the full profile) and the table of the
 # Conclusion. The hyper-parameters of the MLP and of the regression networks are chosen by k-fold cross-validation
 # (section 3), and so is the final CNN's recipe, between the two candidates of its design ladder (section 4); the
-# ladder, flip test-time augmentation and the final MLP's augmentation and label-smoothing switch are chosen on
-# the validation split; no choice uses a test set. Results on a GPU may differ in the last digits from the CPU run
+# ladder, flip test-time augmentation and the final MLP's switches (augmentation, label smoothing, input dropout)
+# are chosen on the validation split; no choice uses a test set. Results on a GPU may differ in the last digits from the CPU run
 # stored here.
 
 # %% [markdown]
@@ -47,8 +47,8 @@
 #
 # The homework also asks that the final accuracy be evaluated in a cross-validation setup: section 3 selects the
 # hyper-parameters of the MLP and of the regression networks by k-fold cross-validation; the CNN design, flip
-# test-time augmentation and the final MLP's augmentation and label-smoothing switch are chosen on the single
-# validation split. No choice uses the test sets: the selected models read them once each, after every choice
+# test-time augmentation and the final MLP's switches (augmentation, label smoothing, input dropout) are chosen on
+# the single validation split. No choice uses the test sets: the selected models read them once each, after every choice
 # (section 5).
 # Sections 6.4 and 6.5 add the feature visualisations the homework suggests (feature maps, input optimisation).
 #
@@ -214,12 +214,12 @@ PROFILES = {
     "full": dict(n_val=10000, reg_family=6, reg_steps=600, reg_folds=4, reg_random_trials=6, reg_search_steps=1000,
                  reg_search_seeds=1, reg_ensemble=5,
                  n_compare=5000, compare_epochs=15, compare_seeds=3, n_search=10000, search_folds=3, search_epochs=6,
-                 random_trials=8, mlp_epochs=20, n_cnn_compare=8000, cnn_compare_epochs=5, cnn_epochs=30,
-                 n_final=50000, actmax_steps=300, n_probe=2000, n_cnn_cv=12000, cnn_cv_folds=3, cnn_cv_epochs=20,
+                 random_trials=8, mlp_epochs=30, n_cnn_compare=8000, cnn_compare_epochs=5, cnn_epochs=30,
+                 n_final=50000, actmax_steps=200, n_probe=2000, n_cnn_cv=12000, cnn_cv_folds=3, cnn_cv_epochs=20,
                  # appendices
                  np_n_train=45000, np_hidden=(512, 256), np_tune_epochs=2,
-                 np_ablation_n=15000, np_ablation_epochs=6, np_epochs=10, deep_depth=20, deep_epochs=4, wine_epochs=200,
-                 wine_splits=20, wine_cv_repeats=3, n_ga=1500, n_ga_val=2000, ga_epochs=2, ga_population=6,
+                 np_ablation_n=15000, np_ablation_epochs=6, np_epochs=8, deep_depth=20, deep_epochs=4, wine_epochs=200,
+                 wine_splits=20, wine_cv_repeats=3, n_ga=1000, n_ga_val=2000, ga_epochs=2, ga_population=6,
                  ga_generations=3, ga_repeats=3, n_ga_final=5000, ga_final_epochs=3, n_speed_mlp=3000,
                  n_speed_cnn=4000, n_speed_val=2000),
 }
@@ -727,6 +727,7 @@ class MLPConfig:
     dropout: float = 0.0
     batch_norm: bool = False
     init: str = "default"
+    input_dropout: float = 0.0  # dropout on the 784 pixels, before the first layer
 
 
 INITIALIZERS = {
@@ -738,6 +739,7 @@ INITIALIZERS = {
 
 def make_mlp(cfg: MLPConfig) -> nn.Sequential:
     layers, width_in = [nn.Flatten()], 28 * 28
+    layers += [nn.Dropout(cfg.input_dropout)] if cfg.input_dropout > 0 else []
     for width in cfg.hidden:
         layers.append(nn.Linear(width_in, width))
         layers += [nn.BatchNorm1d(width)] if cfg.batch_norm else []
@@ -1130,6 +1132,10 @@ METRICS["mlp"]["optimizers"] = opt_rows
 #   mirrored copies: it states that a garment moved by a pixel or mirrored is still the same garment, and so adds
 #   plausible training images for free. It makes the training task harder, so it tends to need more epochs to pay
 #   off.
+# - **Input dropout** zeroes each of the 784 pixels with probability 0.1 in every training pass (and scales the rest
+#   by 1/0.9), before the first layer. It is a noise augmentation suited to a network that sees the image only as a
+#   vector of pixels: it asks the network not to rely on any single pixel, whereas a shift by one pixel moves every
+#   pixel to another input unit at once. It is the input-layer dropout of Srivastava et al. (2014).
 # - **Initialisation**: Xavier and Kaiming, as defined in 1.2, against PyTorch's default.
 # - **Activation functions**: ReLU $\max(0, z)$, tanh, the logistic sigmoid $1/(1+e^{-z})$ and GELU $z\,\Phi(z)$,
 #   with $\Phi$ the standard normal distribution function. The bounded ones saturate: their derivative vanishes
@@ -1152,6 +1158,7 @@ REGULARIZERS = {
     "L2 (wd 1e-4)": (MLPConfig(), replace(base_train, weight_decay=1e-4)),
     "L1 (1e-5)": (MLPConfig(), replace(base_train, l1=1e-5)),
     "dropout 0.3": (MLPConfig(dropout=0.3), base_train),
+    "input dropout 0.1": (MLPConfig(input_dropout=0.1), base_train),
     "batch norm": (MLPConfig(batch_norm=True), base_train),
     "early stopping": (MLPConfig(), replace(base_train, patience=3)),
     "xavier init": (MLPConfig(init="xavier"), base_train),
@@ -1228,8 +1235,8 @@ savefig(fig, FIGURE_DIR / "mlp_regularization")
 # Graded item: *optimize hyperparameters using grid/random search and cross-validation, both tasks* (1 point). The
 # homework also asks that the final accuracy be evaluated in a cross-validation setup: this section selects the
 # hyper-parameters of the MLP and of the regression networks by k-fold CV; the CNN design, flip test-time
-# augmentation and the final MLP's augmentation and label-smoothing switch are chosen on the single validation
-# split. No choice uses the test sets, which are read only after every choice.
+# augmentation and the final MLP's switches (augmentation, label smoothing, input dropout) are chosen on the single
+# validation split. No choice uses the test sets, which are read only after every choice.
 #
 # **k-fold cross-validation.** The data are split into $k$ disjoint folds $F_1,\dots,F_k$. For each $j$, a model
 # with hyper-parameters $\lambda$ is trained on the other $k-1$ folds and scored on $F_j$; the CV score is the mean
@@ -1565,9 +1572,27 @@ print(f"CV accuracy of the selected configuration: {100 * mlp_search_rows[0]['cv
 
 # %% [markdown]
 # **The final MLP.** The selected configuration is trained on the whole training split for longer, with the
-# warm-up + cosine schedule. Augmentation and label smoothing join the recipe only if they beat the unregularized
-# baseline on the validation split in section 2.3; the rule is in code, not picked by hand. Snapshots of the
-# weights during training feed the histograms of section 6.
+# warm-up + cosine schedule. Augmentation, label smoothing and input dropout 0.1 join the recipe only if they beat
+# the unregularized baseline on the validation split in section 2.3; the rule is in code, not picked by hand.
+# Snapshots of the weights during training feed the histograms of section 6.
+#
+# The budget (30 epochs) and the input-dropout rate come from trials on the validation split before this run, one run
+# each on the 50 000 training images with the search's winner and label smoothing 0.1:
+#
+# | variant | 20 epochs | 30 epochs | 40 epochs |
+# |---|---|---|---|
+# | as selected | 91.34% | | 91.53% |
+# | + input dropout 0.1 | 91.64% | 91.82% | |
+# | + input dropout 0.2 | 91.29% | 91.43% | |
+# | dropout 0.3 instead of 0.05 | | | 91.35% |
+# | + horizontal flips | 91.28% | 91.52% | |
+# | + shifts and flips | | | 90.45% |
+#
+# A moving average of the weights (decay 0.999) added 0.17 points at 20 epochs and nothing at 30, and a learning rate
+# of 2e-3 instead of the search's 7.6e-4 scored 91.35% at 20 epochs; neither is used. The same recipe trained on the
+# same images in another order scored 91.42% instead of 91.34% (the previous committed run), so these trials point
+# to input dropout and a longer budget without ranking the close rows. The trials read the validation split, which is therefore no longer untouched for the MLP:
+# its validation accuracy below is slightly optimistic, and the test set, read once, is the unbiased number.
 #
 # Details of the next cell:
 # - The rule compares the mean best validation accuracies of section 2.3 only, without the seed-spread test of
@@ -1583,6 +1608,8 @@ print(f"CV accuracy of the selected configuration: {100 * mlp_search_rows[0]['cv
 
 # %%
 val_score = {r["run"]: r["best_val_acc"] for r in reg_rows}
+mlp_best_model_cfg = replace(mlp_best_model_cfg,
+                             input_dropout=0.1 if val_score["input dropout 0.1"] > val_score["none"] else 0.0)
 final_mlp_train = replace(mlp_best_train_cfg, num_epochs=P["mlp_epochs"],
                           augment=val_score["augmentation"] > val_score["none"],
                           label_smoothing=0.1 if val_score["label smoothing 0.1"] > val_score["none"] else 0.0)

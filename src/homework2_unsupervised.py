@@ -207,8 +207,8 @@ PROFILES = {
                  n_compare=3000, compare_epochs=4, n_search=3000, search_epochs=3, search_trials=6, search_repeats=3,
                  final_ae_epochs=8, ft_epochs=3, few_label_steps=400, cv_folds=3, cv_epochs=2, tsne_points=3000,
                  vae_epochs=32, vae2d_epochs=3, n_beta=15000, beta_epochs=4, cvae_epochs=4, n_generate=5000,
-                 n_cluster=3000, cluster_seeds=3, n_bootstrap=100, n_gan=50000, gan_epochs=3, n_cifar=45000,
-                 cifar_epochs=6),
+                 n_cluster=3000, cluster_seeds=3, n_bootstrap=100, n_gan=50000, gan_epochs=3, n_cifar=40000,
+                 cifar_epochs=4),
 }
 LATENT_SIZES = (2, 8, 16, 32, 64)
 LABEL_COUNTS = (100, 1000)  # few-label regimes; "all" (the whole training split) is added below
