@@ -226,17 +226,17 @@ METRICS["appendix"]["F"] = {"rows": speed_rows, "in_memory_speedup": speedup, "p
                             "cnn_eval_samples_per_s": eval_rates}
 
 # %% [markdown] tags=["observation"]
-# **Observation.** Batching from in-memory tensors is 2.9x faster than the DataLoader for the small MLP of section
-# 1.2, 1.6x for the final MLP and no faster (1.0x) for the final CNN: the per-batch overhead it removes (the data
-# pipeline alone is 105x faster in memory) matters less as the work per batch grows, and for the CNN the
-# convolutions dominate. Whether it loses nothing is not settled: after one epoch (on 3 000 images for the MLPs,
-# 4 000 for the CNN) the in-memory runs score 0.764, 0.776 and 0.7645 against the DataLoader's 0.755, 0.8075 and
-# 0.813, so the DataLoader is about a point behind for the small MLP but 3 to 5 points ahead for the final MLP and
-# the final CNN (the 0.5-point check compares each recipe with the in-memory one, so it cannot flag this). Each is a
-# single run, and the two recipes shuffle with different generators, so the gaps may come from the batch order
-# rather than the recipe; repeats over seeds would tell. Autocast to bfloat16 does not pay here: it runs at 0.0513
-# to 0.1194 of the in-memory speed, likely for lack of fast bfloat16 arithmetic on this machine. Folding batch norm
-# into the convolutions sped up evaluation by 1.24x (1,645 against 1,323 images/s, one timing each), likely because
-# it removes a separate pass over each convolution's output. Caveat: the CNN's training reaches 106.2% of the timed
+# **Observation.** Batching from in-memory tensors is 3.6x faster than the DataLoader for the small MLP of section
+# 1.2, 1.5x for the final MLP and 1.2x for the final CNN: the per-batch overhead it removes (the data pipeline
+# alone is 151x faster in memory) matters less as the work per batch grows, and for the CNN the convolutions
+# dominate. Whether it loses nothing is not settled: after one epoch (on 3 000 images for the MLPs, 4 000 for the
+# CNN) the in-memory runs score 0.764, 0.781 and 0.7645 against the DataLoader's 0.755, 0.805 and 0.813, so the
+# DataLoader is about a point behind for the small MLP but 2 to 5 points ahead for the final MLP and the final CNN
+# (the 0.5-point check compares each recipe with the in-memory one, so it cannot flag this). Each is a single
+# run, and the two recipes shuffle with different generators, so the gaps may come from the batch order rather
+# than the recipe; repeats over seeds would tell. Autocast to bfloat16 does not pay here: it runs at 0.05739 to
+# 0.107 of the in-memory speed, likely for lack of fast bfloat16 arithmetic on this machine. Folding batch norm
+# into the convolutions sped up evaluation by 1.35x (1,626 against 1,205 images/s, one timing each), likely because
+# it removes a separate pass over each convolution's output. Caveat: the CNN's training reaches 111.5% of the timed
 # matrix-multiply "ceiling", so that timing is no true ceiling here and the utilisation figure should not be read
 # literally.

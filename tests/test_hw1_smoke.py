@@ -51,7 +51,7 @@ def test_metrics_schema(hw1):
         assert m[name]["params"] > 1000 and m[name]["samples_per_s"] > 0 and m[name]["train_wall_s"] > 0
         assert len(m[name]["per_class_acc"]) == 10
     assert 0 < m["mlp"]["cv_acc"]["mean"] <= 1 and m["mlp"]["cv_acc"]["std"] >= 0
-    assert len(m["mlp"]["optimizers"]) == 6 and len(m["mlp"]["regularizers"]) == 13
+    assert len(m["mlp"]["optimizers"]) == 6 and len(m["mlp"]["regularizers"]) == 14
     for row in m["mlp"]["optimizers"] + m["mlp"]["regularizers"]:  # ranked comparisons run over several seeds
         assert row["seeds"] == 2 and 0 <= row["best_val_acc_sd"] < 0.5
     assert isinstance(m["cnn"]["flip_tta"], bool) and 0 < m["cnn"]["val_acc"] <= 1 and 0 < m["mlp"]["val_acc"] <= 1
