@@ -1611,11 +1611,10 @@ print(f"CV accuracy of the selected configuration: {100 * mlp_search_rows[0]['cv
 
 # %%
 val_score = {r["run"]: r["best_val_acc"] for r in reg_rows}
-mlp_best_model_cfg = replace(mlp_best_model_cfg,
-                             input_dropout=0.1 if val_score["input dropout 0.1"] > val_score["none"] else 0.0)
-final_mlp_train = replace(mlp_best_train_cfg, num_epochs=P["mlp_epochs"],
-                          augment=val_score["augmentation"] > val_score["none"],
-                          label_smoothing=0.1 if val_score["label smoothing 0.1"] > val_score["none"] else 0.0)
+beats_none = {run: score > val_score["none"] for run, score in val_score.items()}  # the rule: a higher mean
+mlp_best_model_cfg = replace(mlp_best_model_cfg, input_dropout=0.1 if beats_none["input dropout 0.1"] else 0.0)
+final_mlp_train = replace(mlp_best_train_cfg, num_epochs=P["mlp_epochs"], augment=beats_none["augmentation"],
+                          label_smoothing=0.1 if beats_none["label smoothing 0.1"] else 0.0)
 mlp_final_config = final_config("MLP", {"model": asdict(mlp_best_model_cfg), "train": asdict(final_mlp_train)})
 mlp_best_model_cfg = from_dict(MLPConfig, mlp_final_config["model"])  # in verify: the committed run's
 final_mlp_train = from_dict(TrainConfig, mlp_final_config["train"])
